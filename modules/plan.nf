@@ -1,0 +1,48 @@
+/*
+ * PLAN: read the scan's metadata and the parameters, write plan.json (the chunk lists
+ * every later stage reads). `--workdir .` makes every later file relative to the task's
+ * own directory, where Nextflow stages it.
+ */
+process PLAN {
+    tag "${meta.id}"
+    label 'process_plan'
+    container "${params.container_cpu}"
+
+    input:
+    tuple val(meta), path(scans), path(aux), path(scan_sheet), path(params_file), path(tori)
+    val plan_args
+
+    output:
+    tuple val(meta), path('plan.json'), emit: plan
+    path 'versions.yml', emit: versions
+
+    script:
+    def sheet_arg = scan_sheet ? "--scan-sheet ${scan_sheet}" : ''
+    def params_arg = params_file ? "--params ${params_file}" : ''
+    def tori_arg = tori ? "--tori ${tori}" : ''
+    """
+    teravox-plan ${scans} ${sheet_arg} ${params_arg} ${tori_arg} --workdir . -o plan.json ${plan_args}
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        teravox: \$(teravox --version 2>&1 | sed 's/^teravox //')
+        python: \$(python3 --version 2>&1 | sed 's/^Python //')
+    END_VERSIONS
+    """
+
+    stub:
+    """
+    cat <<-END_PLAN > plan.json
+    {
+        "proj_chunks": [{"index": 0, "start": 0, "stop": 1}, {"index": 1, "start": 1, "stop": 2}],
+        "sino_chunks": [{"index": 0, "start": 0, "stop": 1}, {"index": 1, "start": 1, "stop": 2}]
+    }
+    END_PLAN
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        teravox: \$(teravox --version 2>&1 | sed 's/^teravox //')
+        python: \$(python3 --version 2>&1 | sed 's/^Python //')
+    END_VERSIONS
+    """
+}

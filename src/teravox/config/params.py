@@ -1,0 +1,319 @@
+"""The one typed parameter set that drives every entry point.
+
+CLI flags (``--center 1024.5``), parameter files (JSON/YAML, flat keys or keys
+grouped by section), ``.tori`` files and Nextflow ``params`` all end up in a
+:class:`Params`.  Names carry their unit where there is one (``_m`` metres,
+``_kev`` kilo-electronvolts, ``_deg`` degrees, ``_px`` pixels); everything is SI
+internally except energy (keV, the unit every beamline uses).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from teravox.errors import ParamError
+
+
+def _p(default: Any, help: str, section: str, **kw: Any) -> Any:
+    """A parameter: default, one-line help and the section it is listed under."""
+    meta = {"help": help, "section": section, **kw}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+StripeMethod = Literal["off", "sorting", "filtering", "fitting", "all", "wavelet-fft"]
+RingMethod = Literal["off", "fft", "wavelet-fft", "sinogram"]
+Backend = Literal["auto", "fourier", "fourier-gpu", "tomopy", "tomocupy"]
+FilterName = Literal["ramp", "shepp-logan", "cosine", "hann", "hamming", "parzen"]
+OutDtype = Literal["float32", "float16", "uint16", "uint8"]
+
+
+@dataclass
+class Params:
+    """Every teravox parameter, with its default.  See ``teravox params --help``."""
+
+    # -- input -------------------------------------------------------------------------
+    data_path: str = _p("/exchange/data", "HDF5 path of the projections", "input")
+    flat_file: str | None = _p(None, "file holding the flat fields (default: the scan)", "input")
+    flat_path: str = _p("/exchange/data_white", "HDF5 path of the flat fields", "input")
+    dark_file: str | None = _p(None, "file holding the dark fields (default: the scan)", "input")
+    dark_path: str = _p("/exchange/data_dark", "HDF5 path of the dark fields", "input")
+    theta_source: Literal["file", "calc"] = _p(
+        "file", "angles from /exchange/theta ('file') or equally spaced over theta_start..theta_end ('calc')", "input")
+    theta_start_deg: float | None = _p(None, "first angle in degrees (theta_source=calc, or no theta in the file)", "input")
+    theta_end_deg: float | None = _p(None, "last angle in degrees, exclusive (theta_source=calc)", "input")
+    proj_range: list[int] | None = _p(None, "projections to use as [start, stop, step]; -1 = end", "input")
+    row_range: list[int] | None = _p(None, "detector rows to reconstruct as [start, stop]; -1 = end", "input")
+    col_range: list[int] | None = _p(None, "detector columns to use as [start, stop]; -1 = end", "input")
+    exclude_proj: list[list[int]] = _p([], "projection index ranges (indices in the file) to leave out, as [[from, to], ...] (to exclusive)", "input")
+    energy_kev: float | None = _p(None, "beam energy in keV (overrides the file)", "input")
+    distance_m: float | None = _p(None, "sample-detector propagation distance in metres (overrides the file)", "input")
+    pixel_size_m: float | None = _p(None, "effective pixel size in metres (overrides the file)", "input")
+
+    # -- pass 1: projection corrections -------------------------------------------------
+    flat_dark: bool = _p(True, "flat/dark normalisation (I - D) / (F - D)", "prep")
+    flat_method: Literal["mean", "median"] = _p("mean", "how flats are combined", "prep")
+    dark_method: Literal["mean", "median"] = _p("mean", "how darks are combined", "prep")
+    i0: Literal["off", "monitor", "air"] = _p(
+        "off", "I0/top-up correction: divide by the beam monitor series, or by an air region's mean", "prep")
+    i0_air_cols: list[int] | None = _p(None, "air region for i0=air as [start, stop] columns (default: found at the edges)", "prep")
+    outliers: bool = _p(False, "zinger (outlier) removal", "prep")
+    outlier_dif: float = _p(0.1, "outlier threshold: replace a pixel that differs from its median by more than this (normalised units)", "prep")
+    outlier_size: int = _p(3, "median filter size in pixels for outlier removal", "prep")
+    stripe_prep: StripeMethod = _p("off", "stripe removal on the chunk's partial sinograms (chunk-dependent!)", "prep")
+    air: bool = _p(False, "air correction: divide each row by the air at both edges", "prep")
+    air_cols: int = _p(20, "width in pixels of the air region at each edge for the air correction", "prep")
+    paganin: bool = _p(False, "Paganin single-distance phase retrieval", "prep")
+    delta_beta: float = _p(1000.0, "delta/beta ratio for Paganin (the .tori 'alpha' is its inverse)", "prep")
+    paganin_pad: bool = _p(True, "pad projections before the Paganin filter so nothing wraps around", "prep")
+
+    # -- pass 2: sinograms and reconstruction --------------------------------------------
+    minus_log: bool = _p(True, "take -log of the normalised projections (skipped when pass 1 already did)", "recon")
+    half_acquisition: Literal["off", "auto", "left", "right"] = _p(
+        "off", "360° scan with the axis near one edge: convert to 180° ('auto' finds the side)", "recon")
+    pad: Literal["none", "edge", "zero"] = _p("edge", "padding of the detector width before filtering", "recon")
+    pad_width_px: int | None = _p(None, "pixels of padding on each side (default: a quarter of the width)", "recon")
+    stripe_recon: StripeMethod = _p("off", "stripe removal on full sinograms", "recon")
+    stripe_snr: float = _p(3.0, "stripe detection ratio (algotom snr)", "recon")
+    stripe_la_size: int = _p(61, "window of the large-stripe filter in pixels", "recon")
+    stripe_sm_size: int = _p(21, "window of the small-stripe filter in pixels", "recon")
+    center: float | Literal["auto"] | None = _p(
+        None, "rotation axis as a raw detector column in pixels (0-based, pixel i centred at i, independent of col_range): a float, 'auto', or None = from the file or the middle", "recon")
+    center_search_px: float = _p(50.0, "half-width of the automatic centre search around the middle, in pixels", "recon")
+    backend: Backend = _p("auto", "reconstruction backend", "recon")
+    algorithm: str = _p("fbp", "algorithm for tomopy/tomocupy backends (gridrec, fbp, sirt, ...)", "recon")
+    filter_name: FilterName = _p("ramp", "reconstruction filter", "recon")
+    fourier_eps: float = _p(1e-6, "NUFFT tolerance of the fourier backends", "recon")
+    fourier_upsampfac: float = _p(1.25, "NUFFT upsampling factor (1.25 or 2.0)", "recon")
+    threads: int = _p(0, "threads per job (0 = all cores the job was given)", "recon")
+
+    # -- post-processing ------------------------------------------------------------------
+    rings: RingMethod = _p("off", "ring removal on reconstructed slices (fft, wavelet-fft) or in the sinogram", "post")
+    ring_snr: float = _p(3.0, "ring detection ratio (rings=sinogram)", "post")
+    ring_size: int = _p(31, "ring filter window in pixels (rings=sinogram)", "post")
+    circ_mask: bool = _p(False, "set everything outside a circle to circ_mask_value", "post")
+    circ_mask_ratio: float = _p(1.0, "radius of the circular mask as a fraction of half the slice width", "post")
+    circ_mask_value: float = _p(0.0, "value outside the circular mask", "post")
+    dtype: OutDtype = _p("float32", "output data type", "post")
+    dtype_range: list[float] | None = _p(None, "[min, max] mapped onto the integer range (default: from sample slices)", "post")
+    dtype_percentiles: list[float] = _p([0.1, 99.9], "percentiles of sample slices that set the integer range", "post")
+
+    # -- chunking and resources -----------------------------------------------------------
+    proj_chunks: int | None = _p(None, "number of projection chunks k (default: from target_job_gb)", "chunks")
+    sino_chunks: int | None = _p(None, "number of sinogram chunks j (default: from target_job_gb)", "chunks")
+    target_job_gb: float = _p(8.0, "target raw size of one chunk job in GiB, used when k or j is not given", "chunks")
+    memory: str = _p("4G", "memory budget per job (e.g. 4G, 512M)", "chunks")
+    proj_subchunk_rows: int | None = _p(None, "detector rows per pass-1 subchunk (default: from memory)", "chunks")
+    sino_subchunk_rows: int | None = _p(None, "sinograms per pass-2 subchunk (default: from memory)", "chunks")
+
+    # -- output ---------------------------------------------------------------------------
+    merge: Literal["copy", "virtual"] = _p("copy", "merge chunks physically ('copy') or as a virtual dataset", "output")
+    compression: Literal["none", "gzip", "lzf"] = _p("none", "compression of the merged volume", "output")
+    pyramid: int = _p(0, "number of downsampled levels (2x, 4x, ...) written beside the volume", "output")
+    report_slow_axis_step: int = _p(0, "sub-sampling of the slow axis in the report (0 = automatic)", "output")
+    keep_intermediates: bool = _p(False, "keep chunk files and the virtual projection file", "output")
+
+    # ------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> Params:
+        return from_mapping({**self.to_dict(), **changes})
+
+    def memory_bytes(self) -> int:
+        return parse_bytes(self.memory)
+
+
+SECTIONS = ("input", "prep", "recon", "post", "chunks", "output")
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Params)}
+_HINTS = typing.get_type_hints(Params)
+
+
+def parse_bytes(text: str | int) -> int:
+    """'4G' / '512M' / '1.5GB' / 1024 → bytes (binary units)."""
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)i?[bB]?\s*", str(text))
+    if not m:
+        raise ParamError(f"memory: expected a size such as 4G or 512M, got {text!r}")
+    scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[m.group(2).lower()]
+    return int(float(m.group(1)) * scale)
+
+
+def _check(name: str, hint: Any, value: Any) -> Any:
+    """Coerce ``value`` to the annotated type or raise ParamError naming ``name``."""
+    origin = get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for opt in options:
+            if opt is type(None):
+                continue
+            try:
+                return _check(name, opt, value)
+            except ParamError as exc:
+                errors.append(str(exc))
+        raise ParamError(f"{name}: {value!r} is not a valid value ({'; or '.join(errors)})")
+    if origin is Literal:
+        choices = get_args(hint)
+        if value in choices:
+            return value
+        raise ParamError(f"{name}: expected one of {', '.join(map(str, choices))}; got {value!r}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ParamError(f"{name}: expected a list, got {value!r}")
+        (inner,) = get_args(hint)
+        return [_check(name, inner, v) for v in value]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ParamError(f"{name}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ParamError(f"{name}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ParamError(f"{name}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ParamError(f"{name}: expected a string, got {value!r}")
+    raise TypeError(f"unsupported annotation {hint!r} for {name}")
+
+
+def _flatten(mapping: dict[str, Any]) -> dict[str, Any]:
+    """Accept ``{"recon": {"center": 3}}`` as well as ``{"center": 3}``."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if key in SECTIONS and isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key.replace("-", "_")] = value
+    return flat
+
+
+def from_mapping(mapping: dict[str, Any], source: str = "parameters") -> Params:
+    """Build Params from a (possibly sectioned) mapping; unknown keys and wrong types are errors."""
+    flat = _flatten(mapping)
+    unknown = sorted(set(flat) - set(FIELDS))
+    if unknown:
+        raise ParamError(f"{source}: unknown parameter(s) {', '.join(unknown)}")
+    values = {}
+    for name, value in flat.items():
+        try:
+            values[name] = _check(name, _HINTS[name], value)
+        except ParamError as exc:
+            raise ParamError(f"{source}: {exc}") from None
+    params = Params(**values)
+    validate(params, source)
+    return params
+
+
+def validate(p: Params, source: str = "parameters") -> None:
+    """Cross-field checks that a type annotation cannot express."""
+    parse_bytes(p.memory)
+    for name in ("proj_chunks", "sino_chunks", "proj_subchunk_rows", "sino_subchunk_rows"):
+        value = getattr(p, name)
+        if value is not None and value < 1:
+            raise ParamError(f"{source}: {name} must be at least 1, got {value}")
+    if p.delta_beta <= 0:
+        raise ParamError(f"{source}: delta_beta must be positive, got {p.delta_beta}")
+    if p.dtype_range is not None and (len(p.dtype_range) != 2 or p.dtype_range[0] >= p.dtype_range[1]):
+        raise ParamError(f"{source}: dtype_range must be [min, max] with min < max, got {p.dtype_range}")
+    if not 0 < p.circ_mask_ratio <= 1.5:
+        raise ParamError(f"{source}: circ_mask_ratio must be in (0, 1.5], got {p.circ_mask_ratio}")
+    if p.fourier_upsampfac not in (1.25, 2.0):
+        raise ParamError(f"{source}: fourier_upsampfac must be 1.25 or 2.0, got {p.fourier_upsampfac}")
+    if p.outlier_size < 1 or p.air_cols < 1:
+        raise ParamError(f"{source}: outlier_size and air_cols must be at least 1")
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    """Read a JSON or YAML parameter file into a mapping (not yet validated)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ParamError(f"{path}: cannot read parameter file ({exc.strerror})") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # noqa: BLE001 - any parse error becomes one line naming the file
+        kind = "YAML" if path.suffix.lower() in (".yaml", ".yml") else "JSON"
+        raise ParamError(f"{path}: not valid {kind} ({' '.join(str(exc).split())})") from None
+    if not isinstance(data, dict):
+        raise ParamError(f"{path}: expected a mapping of parameter names to values")
+    return data
+
+
+def load(path: str | Path) -> Params:
+    """Params from a JSON/YAML file."""
+    return from_mapping(load_file(path), source=str(path))
+
+
+def parse_cli_value(name: str, text: str) -> Any:
+    """Turn a CLI string into the JSON-ish value the annotation expects."""
+    hint = _HINTS[name]
+    literal_choices = [c for a in (get_args(hint) if get_origin(hint) in (typing.Union, types.UnionType) else (hint,))
+                       if get_origin(a) is Literal for c in get_args(a)]
+    if text in literal_choices:  # e.g. --pad none is the choice "none", not None
+        return text
+    if text.lower() in ("none", "null"):
+        return None
+    args = get_args(hint) if get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if bool in args:
+        if text.lower() in ("true", "yes", "on", "1"):
+            return True
+        if text.lower() in ("false", "no", "off", "0"):
+            return False
+    if any(get_origin(a) is list for a in args):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return [json.loads(x) if re.fullmatch(r"-?[0-9.eE+-]+", x) else x for x in text.split(",")]
+    if int in args or float in args:
+        try:
+            return int(text) if re.fullmatch(r"-?\d+", text) and int in args else float(text)
+        except ValueError:
+            pass
+    return text
+
+
+def add_arguments(parser: Any, sections: tuple[str, ...] = SECTIONS) -> None:
+    """Add one ``--flag`` per parameter to an argparse parser, grouped by section."""
+    for section in sections:
+        group = parser.add_argument_group(f"{section} parameters")
+        for name, f in FIELDS.items():
+            if f.metadata["section"] != section:
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            flag = "--" + name.replace("_", "-")
+            extra = {"nargs": "?", "const": "true", "metavar": "BOOL"} if _HINTS[name] is bool else {"metavar": "VALUE"}
+            group.add_argument(flag, dest=f"param_{name}", default=None,
+                               help=f"{f.metadata['help']} (default: {default})", **extra)
+
+
+def from_args(args: Any, base: Params | dict[str, Any] | None = None) -> Params:
+    """Params = defaults < parameter file (``base``) < flags given on the command line."""
+    mapping = base.to_dict() if isinstance(base, Params) else dict(base or {})
+    for name in FIELDS:
+        text = getattr(args, f"param_{name}", None)
+        if text is not None:
+            mapping[name] = parse_cli_value(name, text)
+    return from_mapping(mapping, source="command line")

@@ -1,0 +1,57 @@
+"""The stage graph, defined once.
+
+The local runner executes it and the Nextflow workflow (``main.nf``) wires the same
+stages and edges; ``tests/test_nextflow.py`` compares the two.  An edge A → B means
+B reads a file that A writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str                 # CLI subcommand and module under teravox.stages
+    process: str              # Nextflow process name
+    label: str                # Nextflow resource label (conf/base.config)
+    needs: tuple[str, ...]    # stages whose outputs this one reads
+    fanout: str | None = None  # "proj_chunks" / "sino_chunks": one job per chunk of the plan
+    optional: bool = False    # only for some scans (stitch-align: multi-scan acquisitions)
+    outputs: tuple[str, ...] = ()
+
+    @property
+    def command(self) -> str:
+        """The bin/ executable Nextflow calls."""
+        return f"teravox-{self.name}"
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("plan", "PLAN", "process_plan", (), outputs=("plan.json",)),
+    Stage("stitch-align", "STITCH_ALIGN", "process_plan", ("plan",), optional=True,
+          outputs=("shifts.json",)),
+    Stage("preprocess", "PREPROCESS", "process_preprocess", ("plan", "stitch-align"),
+          fanout="proj_chunks", outputs=("proj_<k>.h5",)),
+    Stage("collect", "COLLECT", "process_collect", ("plan", "preprocess"),
+          outputs=("projections.h5",)),
+    Stage("reconstruct", "RECONSTRUCT", "process_reconstruct", ("plan", "collect"),
+          fanout="sino_chunks", outputs=("recon_<j>.h5",)),
+    Stage("merge", "MERGE", "process_merge", ("plan", "reconstruct"),
+          outputs=("<scan>_recon.h5",)),
+    Stage("report", "REPORT", "process_report", ("plan", "collect", "merge"),
+          outputs=("<scan>_report.pdf",)),
+    Stage("cleanup", "CLEANUP", "process_cleanup", ("plan", "merge", "report")),
+)
+
+BY_NAME = {s.name: s for s in STAGES}
+
+
+def edges(include_optional: bool = True) -> set[tuple[str, str]]:
+    """Producer → consumer pairs between stage names."""
+    keep = {s.name for s in STAGES if include_optional or not s.optional}
+    return {(n, s.name) for s in STAGES if s.name in keep for n in s.needs if n in keep}
+
+
+def order(include_optional: bool = True) -> list[Stage]:
+    """Stages in an order where every stage follows what it needs."""
+    return [s for s in STAGES if include_optional or not s.optional]

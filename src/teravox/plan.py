@@ -1,0 +1,322 @@
+"""The chunk plan: which job does what, with how much memory.
+
+Made from metadata and parameters only (no pixel is read).  Every later stage reads
+its work from the plan and re-derives nothing.  Coordinates:
+
+* projection chunks are ranges of positions in the *selected* projection list
+  (``proj_range`` and ``exclude_proj`` applied), ``[start, stop)``;
+* sinogram chunks are ranges of *selected* detector rows (``row_range`` applied),
+  i.e. rows of ``projections.h5``;
+* the centre is in selected-column coordinates (``col_range`` start subtracted),
+  0-based, pixel *i* centred at *i*.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from teravox import __version__
+from teravox.config import Params, from_mapping
+from teravox.errors import PlanError
+from teravox.io.scan import Scan
+
+PLAN_FORMAT = 1
+GIB = 2**30
+
+# Memory model, bytes per pixel held at once.  Measured, with margin, by
+# benchmarks/preprocess.py and benchmarks/reconstruct.py.
+PREP_BYTES_PER_PX = 16      # float32 block + float32 work copy + median/stripe temporaries
+RECON_BYTES_PER_SINO_PX = 40  # float32 sinogram, padded copy, complex64 rfft (2× length)
+RECON_BYTES_PER_SLICE_PX = 16  # NUFFT output grid (complex64) + float32 slice + post copy
+JOB_BASE_BYTES = 300 * 2**20  # interpreter, numpy, h5py, finufft plans
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int
+    start: int
+    stop: int
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+    def to_dict(self) -> dict[str, int]:
+        return {"index": self.index, "start": self.start, "stop": self.stop}
+
+
+def split(n: int, k: int) -> list[Chunk]:
+    """``k`` contiguous ranges covering ``range(n)`` exactly once, sizes differing by ≤ 1."""
+    edges = np.linspace(0, n, k + 1).round().astype(int)
+    return [Chunk(i, int(a), int(b)) for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True))]
+
+
+def _resolve_range(rng: list[int] | None, n: int, name: str) -> tuple[int, int, int]:
+    if rng is None:
+        return 0, n, 1
+    if len(rng) not in (2, 3):
+        raise PlanError(f"{name}: expected [start, stop] or [start, stop, step], got {rng}")
+    start, stop = rng[0], rng[1]
+    step = rng[2] if len(rng) == 3 else 1
+    stop = n if stop == -1 else stop
+    if not (0 <= start < stop <= n) or step < 1:
+        raise PlanError(f"{name}: {rng} does not select anything in 0..{n} (step ≥ 1, -1 = end)")
+    return start, stop, step
+
+
+def projection_indices(params: Params, n_proj: int) -> np.ndarray:
+    """Indices into the scan's projections that the reconstruction uses."""
+    start, stop, step = _resolve_range(params.proj_range, n_proj, "proj_range")
+    keep = np.zeros(n_proj, bool)
+    keep[start:stop:step] = True
+    for pair in params.exclude_proj:
+        if len(pair) != 2 or pair[0] >= pair[1]:
+            raise PlanError(f"exclude_proj: expected [from, to) pairs with from < to, got {pair}")
+        keep[max(pair[0], 0):min(pair[1], n_proj)] = False
+    idx = np.flatnonzero(keep)
+    if idx.size < 2:
+        raise PlanError(f"only {idx.size} projection(s) left after proj_range and exclude_proj")
+    return idx
+
+
+def overlap_rows(params: Params, energy_kev: float | None, distance_m: float | None,
+                 pixel_size_m: float | None) -> tuple[int, str]:
+    """Rows a pass-1 subchunk needs beyond its own on each side, and why."""
+    need, why = 0, []
+    if params.outliers:
+        need = max(need, params.outlier_size // 2)
+        why.append(f"outlier median {params.outlier_size}×{params.outlier_size}: {params.outlier_size // 2}")
+    if params.paganin:
+        from teravox.prep.paganin import kernel_support_px
+
+        missing = [n for n, v in (("energy_kev", energy_kev), ("distance_m", distance_m),
+                                  ("pixel_size_m", pixel_size_m)) if v is None]
+        if missing:
+            raise PlanError(f"Paganin phase retrieval needs {', '.join(missing)}: not in the file, "
+                            f"give them as parameters (e.g. --energy-kev 35 --distance-m 0.3 --pixel-size-m 0.55e-6)")
+        r = kernel_support_px(pixel_size_m, distance_m, energy_kev, params.delta_beta)
+        need = max(need, r)
+        why.append(f"Paganin kernel support {r} px (tail below 1e-3 of the kernel's sum)")
+    return need, "; ".join(why) or "no neighbour-dependent correction"
+
+
+def prep_job_bytes(n_proj: int, rows: int, overlap: int, cols: int, raw_itemsize: int,
+                   n_flat_frames: int) -> int:
+    """Estimated peak of a pass-1 job holding ``n_proj`` projections × (rows + 2·overlap) rows."""
+    block_rows = rows + 2 * overlap
+    px = n_proj * block_rows * cols
+    flats = n_flat_frames * block_rows * cols * (raw_itemsize + 4)
+    return JOB_BASE_BYTES + px * (PREP_BYTES_PER_PX + raw_itemsize) + flats
+
+
+def recon_job_bytes(n_sino: int, n_angles: int, cols_padded: int, n_out: int) -> int:
+    """Estimated peak of a pass-2 job reconstructing ``n_sino`` slices at once."""
+    return (JOB_BASE_BYTES + n_sino * n_angles * cols_padded * RECON_BYTES_PER_SINO_PX
+            + n_sino * n_out * n_out * RECON_BYTES_PER_SLICE_PX)
+
+
+def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
+              scan_name: str | None = None, extra_inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The plan as a JSON-able dict.  Raises PlanError for combinations that cannot work."""
+    budget = params.memory_bytes()
+    if budget < JOB_BASE_BYTES + 64 * 2**20:
+        raise PlanError(f"memory: {params.memory} is too small for any job "
+                        f"(at least {(JOB_BASE_BYTES + 64 * 2**20) // 2**20} MiB)")
+    proj_idx = projection_indices(params, scan.n_proj)
+    r0, r1, rstep = _resolve_range(params.row_range, scan.n_rows, "row_range")
+    c0, c1, cstep = _resolve_range(params.col_range, scan.n_cols, "col_range")
+    if rstep != 1 or cstep != 1:
+        raise PlanError("row_range and col_range take [start, stop] without a step")
+    n_p, n_r, n_c = proj_idx.size, r1 - r0, c1 - c0
+    theta = scan.theta_deg[proj_idx]
+
+    md = scan.metadata
+    energy = params.energy_kev if params.energy_kev is not None else md.get("energy_kev") and md["energy_kev"].value
+    distance = params.distance_m if params.distance_m is not None else md.get("distance_m") and md["distance_m"].value
+    pixel = params.pixel_size_m if params.pixel_size_m is not None else md.get("pixel_size_m") and md["pixel_size_m"].value
+    overlap, overlap_why = overlap_rows(params, energy or None, distance or None, pixel or None)
+
+    if params.flat_dark and (scan.n_flats == 0 or scan.n_darks == 0):
+        which = [w for w, n in (("flats", scan.n_flats), ("darks", scan.n_darks)) if n == 0]
+        raise PlanError(f"{scan.path}: no {' or '.join(which)} found (looked at {params.flat_path}, "
+                        f"{params.dark_path}); give --flat-file/--dark-file, or --flat-dark false "
+                        f"for data that are already normalised")
+    if params.i0 == "monitor" and scan.i0 is None:
+        raise PlanError(f"{scan.path}: i0=monitor but no beam-monitor series was found "
+                        f"(looked at /measurement/instrument/beam_monitor/data, /instrument/beam_monitor/data)")
+
+    # -- centre -----------------------------------------------------------------------
+    if isinstance(params.center, float):
+        center, how = params.center - c0, "given"
+    elif params.center == "auto":
+        center, how = None, "auto"
+    elif "center" in md:
+        center, how = md["center"].value - c0, f"file ({md['center'].source})"
+    else:
+        center, how = (n_c - 1) / 2.0, "middle of the detector (no centre given or found)"
+    half = params.half_acquisition != "off"
+    n_out = 2 * n_c if half else n_c  # the 360→180 conversion roughly doubles the width
+
+    # -- chunk counts -----------------------------------------------------------------
+    raw_bytes = n_p * n_r * n_c * scan.dtype.itemsize
+    target = params.target_job_gb * GIB
+    k = params.proj_chunks or max(1, math.ceil(raw_bytes / target))
+    j = params.sino_chunks or max(1, math.ceil(n_p * n_r * n_c * 4 / target))
+    if k > n_p:
+        raise PlanError(f"proj_chunks: {k} chunks for {n_p} projections; at most one chunk per projection")
+    if j > n_r:
+        raise PlanError(f"sino_chunks: {j} chunks for {n_r} detector rows; at most one chunk per row")
+    proj_chunks, sino_chunks = split(n_p, k), split(n_r, j)
+
+    # -- subchunks from the memory budget ---------------------------------------------
+    biggest_p = max(c.size for c in proj_chunks)
+    n_flat_frames = scan.n_flats + scan.n_flats_after + scan.n_darks
+    rows_max = max(c.size for c in sino_chunks)
+    if params.proj_subchunk_rows:
+        prow = min(params.proj_subchunk_rows, n_r)
+    else:
+        prow = 0
+        for cand in range(n_r, 0, -1):  # largest block that fits
+            if prep_job_bytes(biggest_p, cand, overlap, n_c, scan.dtype.itemsize, n_flat_frames) <= budget:
+                prow = cand
+                break
+        if prow == 0:
+            need = prep_job_bytes(biggest_p, 1, overlap, n_c, scan.dtype.itemsize, n_flat_frames)
+            raise PlanError(f"memory: {params.memory} is too small for one detector row of a projection "
+                            f"chunk ({biggest_p} projections × {n_c} columns needs ~{need / 2**20:.0f} MiB); "
+                            f"raise --memory or use more --proj-chunks")
+    prep_peak = prep_job_bytes(biggest_p, prow, overlap, n_c, scan.dtype.itemsize, n_flat_frames)
+
+    from teravox.recon.sinogram import default_pad_width
+
+    width_in = n_out if half else n_c
+    pad = 0 if params.pad == "none" else (params.pad_width_px if params.pad_width_px is not None
+                                         else default_pad_width(width_in))
+    cols_padded = width_in + 2 * pad
+    n_angles_recon = n_p // 2 if half else n_p
+    if params.sino_subchunk_rows:
+        srow = min(params.sino_subchunk_rows, rows_max)
+    else:
+        srow = 0
+        for cand in range(rows_max, 0, -1):
+            if recon_job_bytes(cand, n_p, cols_padded, n_out) <= budget:
+                srow = cand
+                break
+        if srow == 0:
+            need = recon_job_bytes(1, n_p, cols_padded, n_out)
+            raise PlanError(f"memory: {params.memory} is too small to reconstruct one slice "
+                            f"({n_p} angles × {cols_padded} padded columns → {n_out}² needs ~{need / 2**20:.0f} MiB)")
+    recon_peak = recon_job_bytes(srow, n_p, cols_padded, n_out)
+    # merge streams a z-block that fits half the budget (the other half: HDF5 caches, pyramid)
+    merge_rows = max(1, int((budget - JOB_BASE_BYTES) // 2 // max(1, n_out * n_out * 4 * 2)))
+
+    name = scan_name or Path(scan.path).stem
+    plan: dict[str, Any] = {
+        "format": PLAN_FORMAT,
+        "teravox_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "name": name,
+        "workdir": str(workdir),
+        "scan": {
+            "path": str(Path(scan.path).resolve()),
+            "format": scan.format,
+            "shape": list(scan.shape),
+            "dtype": str(scan.dtype),
+            "data_path": scan.data_path,
+            "theta_source": scan.theta_source,
+            "n_flats": scan.n_flats, "n_flats_after": scan.n_flats_after, "n_darks": scan.n_darks,
+            "i0_source": scan.i0_source,
+            "metadata": {k2: {"value": v.value, "source": v.source} for k2, v in md.items()},
+        },
+        "params": params.to_dict(),
+        "selection": {
+            "proj_indices": proj_idx.tolist(),
+            "rows": [r0, r1],
+            "cols": [c0, c1],
+        },
+        "theta_deg": theta.tolist(),
+        "physics": {"energy_kev": energy or None, "distance_m": distance or None,
+                    "pixel_size_m": pixel or None},
+        "center": {"value": center, "how": how},
+        "overlap_rows": overlap,
+        "overlap_why": overlap_why,
+        "proj_chunks": [c.to_dict() for c in proj_chunks],
+        "sino_chunks": [c.to_dict() for c in sino_chunks],
+        "proj_subchunk_rows": prow,
+        "sino_subchunk_rows": srow,
+        "merge_block_rows": merge_rows,
+        "pad_width_px": pad,
+        "recon_shape": [n_r, n_out, n_out],
+        "recon_angles": n_angles_recon,
+        "memory": {
+            "budget": budget,
+            "preprocess_peak_estimate": prep_peak,
+            "reconstruct_peak_estimate": recon_peak,
+        },
+        "outputs": {
+            "projections": "projections.h5",
+            "proj_chunk": "proj_{index:04d}.h5",
+            "recon_chunk": "recon_{index:04d}.h5",
+            "volume": f"{name}_recon.h5",
+            "report": f"{name}_report.pdf",
+        },
+    }
+    if extra_inputs:
+        plan.update(extra_inputs)
+    return plan
+
+
+# ---------------------------------------------------------------------------------------
+def save(plan: dict[str, Any], path: str | os.PathLike) -> None:
+    from teravox.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(plan, indent=1))
+
+
+def load(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a plan written by :func:`save`; PlanError if it is missing or not a plan."""
+    p = Path(path)
+    try:
+        plan = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise PlanError(f"{p}: plan file does not exist (run `teravox plan` first)") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise PlanError(f"{p}: not a readable plan ({exc})") from None
+    if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
+        raise PlanError(f"{p}: not a teravox plan (format {PLAN_FORMAT} expected)")
+    return plan
+
+
+def params_of(plan: dict[str, Any]) -> Params:
+    return from_mapping(plan["params"], source="plan")
+
+
+def workdir(plan: dict[str, Any], override: str | os.PathLike | None = None) -> Path:
+    return Path(override) if override is not None else Path(plan["workdir"])
+
+
+def chunk(plan: dict[str, Any], kind: str, index: int) -> Chunk:
+    """The plan's chunk ``index`` of ``kind`` ('proj_chunks' or 'sino_chunks'), or PlanError."""
+    chunks = plan[kind]
+    if not 0 <= index < len(chunks):
+        raise PlanError(f"chunk {index} is out of range: the plan has {len(chunks)} "
+                        f"{'projection' if kind == 'proj_chunks' else 'sinogram'} chunks (0..{len(chunks) - 1})")
+    c = chunks[index]
+    return Chunk(c["index"], c["start"], c["stop"])
+
+
+def check_scan_matches(plan: dict[str, Any], scan: Scan) -> None:
+    """The scan a job opens must be the one the plan was made for."""
+    want = tuple(plan["scan"]["shape"])
+    if tuple(scan.shape) != want:
+        raise PlanError(f"{scan.path}: the scan has shape {scan.shape} but the plan was made for {want} "
+                        f"({plan['scan']['path']}); make a new plan")

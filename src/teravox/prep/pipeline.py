@@ -1,0 +1,126 @@
+"""The pass-1 chain: every correction in its documented order, on one block of rows.
+
+Order (each step switchable): flat/dark normalisation → I0 / top-up → outliers →
+stripes (on the block's partial sinograms) → air correction → Paganin.  Pure: arrays
+in, arrays out; the projection-chunk stage owns the files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from teravox.config import Params
+
+
+@dataclass
+class Physics:
+    """Instrument values resolved by the plan (metres, keV)."""
+
+    energy_kev: float | None = None
+    distance_m: float | None = None
+    pixel_size_m: float | None = None
+
+
+@dataclass
+class Counts:
+    """Guarded or replaced pixels, summed over blocks and reported in the output's provenance."""
+
+    flat_le_dark: int = 0
+    nonfinite: int = 0
+    outliers: int = 0
+    steps: list[str] = field(default_factory=list)
+
+    def add(self, other: Counts) -> None:
+        self.flat_le_dark += other.flat_le_dark
+        self.nonfinite += other.nonfinite
+        self.outliers += other.outliers
+        if not self.steps:
+            self.steps = list(other.steps)
+
+
+def steps(params: Params) -> list[tuple[str, dict]]:
+    """The corrections ``params`` switches on, in order, each with the parameters it uses."""
+    out: list[tuple[str, dict]] = []
+    if params.flat_dark:
+        out.append(("flat/dark normalisation", {"flats": params.flat_method, "darks": params.dark_method}))
+    if params.i0 != "off":
+        out.append(("I0 correction", {"source": params.i0, "air_cols": params.i0_air_cols}))
+    if params.outliers:
+        out.append(("outlier removal", {"dif": params.outlier_dif, "size": params.outlier_size}))
+    if params.stripe_prep != "off":
+        out.append(("stripe removal (pass 1, per chunk)", {"method": params.stripe_prep, "snr": params.stripe_snr,
+                                                          "la_size": params.stripe_la_size,
+                                                          "sm_size": params.stripe_sm_size}))
+    if params.air:
+        out.append(("air correction", {"edge_cols": params.air_cols}))
+    if params.paganin:
+        out.append(("Paganin phase retrieval", {"delta_beta": params.delta_beta, "pad": params.paganin_pad}))
+    return out
+
+
+def normalize_block(raw: np.ndarray, params: Params, *, flat: np.ndarray | None, dark: np.ndarray | None,
+                    flat_after: np.ndarray | None = None, indices: np.ndarray | None = None,
+                    n_total: int | None = None) -> tuple[np.ndarray, Counts]:
+    """Flat/dark normalisation of ``raw`` (angles, rows, cols) → float32, with guard counts.
+
+    ``flat``/``dark``/``flat_after`` are combined (rows, cols) fields for the same rows;
+    ``indices`` are the projections' indices in the whole scan (for interpolating
+    flats taken before and after the scan).
+    """
+    from teravox.prep import flatdark
+
+    counts = Counts(steps=[name for name, _ in steps(params)])
+    if params.flat_dark:
+        res = flatdark.normalize(raw, flat, dark, flat_after=flat_after, indices=indices, n_total=n_total)
+        counts.flat_le_dark += res.n_guarded
+        counts.nonfinite += res.n_nonfinite
+        return res.data, counts
+    block = np.asarray(raw, dtype=np.float32)
+    bad = ~np.isfinite(block)
+    if bad.any():
+        counts.nonfinite += int(bad.sum())
+        block = np.where(bad, np.float32(1.0), block)
+    return block, counts
+
+
+def correct_normalized(block: np.ndarray, params: Params, counts: Counts, *, i0: np.ndarray | None = None,
+                       physics: Physics | None = None) -> np.ndarray:
+    """The rest of the chain after normalisation (I0, outliers, stripes, air, Paganin)."""
+    from teravox.prep import air, outliers, paganin, stripes
+    from teravox.prep import i0 as i0mod
+
+    if params.i0 == "monitor":
+        block = i0mod.from_monitor(block, i0)
+    elif params.i0 == "air":
+        block = i0mod.from_air(block, cols=params.i0_air_cols)
+    if params.outliers:
+        block, n = outliers.remove_outliers(block, params.outlier_dif, params.outlier_size)
+        counts.outliers += n
+    if params.stripe_prep != "off":
+        sinos = np.ascontiguousarray(block.transpose(1, 0, 2))
+        sinos = stripes.remove_stripes(sinos, params.stripe_prep, snr=params.stripe_snr,
+                                       la_size=params.stripe_la_size, sm_size=params.stripe_sm_size)
+        block = np.ascontiguousarray(sinos.transpose(1, 0, 2))
+    if params.air:
+        block = air.air_correct(block, params.air_cols)
+    if params.paganin:
+        ph = physics or Physics()
+        block = paganin.retrieve_phase(block, pixel_size_m=ph.pixel_size_m, distance_m=ph.distance_m,
+                                       energy_kev=ph.energy_kev, delta_beta=params.delta_beta,
+                                       pad=params.paganin_pad)
+    return block.astype(np.float32, copy=False)
+
+
+def correct_block(raw: np.ndarray, params: Params, *, flat: np.ndarray | None, dark: np.ndarray | None,
+                  flat_after: np.ndarray | None = None, indices: np.ndarray | None = None,
+                  n_total: int | None = None, i0: np.ndarray | None = None,
+                  physics: Physics | None = None) -> tuple[np.ndarray, Counts]:
+    """Apply the whole pass-1 chain to ``raw`` (angles, rows, cols) → float32 of the same shape.
+
+    ``i0`` holds the beam-monitor values of these projections.
+    """
+    block, counts = normalize_block(raw, params, flat=flat, dark=dark, flat_after=flat_after,
+                                    indices=indices, n_total=n_total)
+    return correct_normalized(block, params, counts, i0=i0, physics=physics), counts

@@ -1,0 +1,1 @@
+"""teravox.recon.backends"""

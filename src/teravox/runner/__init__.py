@@ -1,0 +1,1 @@
+"""Executors of the stage graph: local processes or SLURM job arrays."""

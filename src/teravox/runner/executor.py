@@ -1,0 +1,107 @@
+"""Executors: how the chunk jobs of one stage are run (local processes, or SLURM)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass
+class Job:
+    """One stage job: ``teravox <stage> <args>`` with its resources."""
+
+    stage: str
+    index: int | None
+    args: list[str]
+    memory: int            # bytes the plan asks for
+    cpus: int = 1
+    time_s: int = 3600
+    log: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.stage if self.index is None else f"{self.stage}[{self.index}]"
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "teravox.cli", self.stage, *self.args]
+
+
+@dataclass
+class JobResult:
+    job: Job
+    returncode: int
+    seconds: float
+    peak_rss: int = 0          # bytes, as the kernel accounted it for this job alone
+    job_id: str | None = None  # the scheduler's id where there is one
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+class Executor(Protocol):
+    name: str
+
+    def run_jobs(self, jobs: list[Job], on_done=None) -> list[JobResult]:  # noqa: ANN001
+        """Run ``jobs`` (independent of each other); call ``on_done(result)`` as each ends.
+        Returns every result; stops launching new jobs after the first failure."""
+
+
+class LocalExecutor:
+    """Each job in its own process (so its memory budget holds), ``parallel`` at a time."""
+
+    name = "local"
+
+    def __init__(self, parallel: int = 1, threads_per_job: int | None = None):
+        self.parallel = max(1, parallel)
+        self.threads_per_job = threads_per_job
+
+    def run_jobs(self, jobs: list[Job], on_done=None) -> list[JobResult]:  # noqa: ANN001
+        pending = list(jobs)
+        running: dict[int, tuple[Job, subprocess.Popen, float, object]] = {}
+        results: list[JobResult] = []
+        failed = False
+        try:
+            while pending or running:
+                while pending and not failed and len(running) < self.parallel:
+                    job = pending.pop(0)
+                    env = dict(os.environ)
+                    if self.threads_per_job:
+                        env["TERAVOX_THREADS"] = str(self.threads_per_job)
+                        env.setdefault("OMP_NUM_THREADS", str(self.threads_per_job))
+                    log = open(job.log, "ab") if job.log else subprocess.DEVNULL  # noqa: SIM115
+                    proc = subprocess.Popen(job.argv(), stdout=log, stderr=subprocess.STDOUT, env=env)
+                    running[proc.pid] = (job, proc, time.perf_counter(), log)
+                if not running:
+                    break
+                pid, status, rusage = os.wait4(-1, 0)
+                if pid not in running:
+                    continue
+                job, proc, t0, log = running.pop(pid)
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                if log is not subprocess.DEVNULL:
+                    log.close()
+                # ru_maxrss is in KiB on Linux
+                res = JobResult(job, proc.returncode, time.perf_counter() - t0, rusage.ru_maxrss * 1024)
+                results.append(res)
+                if on_done:
+                    on_done(res)
+                if not res.ok:
+                    failed = True
+        except BaseException:
+            for _, proc, _, _ in running.values():
+                proc.send_signal(signal.SIGTERM)
+            for _, proc, _, _ in running.values():
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            raise
+        return results

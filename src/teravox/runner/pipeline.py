@@ -1,0 +1,187 @@
+"""``teravox run``: the stage graph of :mod:`teravox.graph`, executed by one executor.
+
+The plan is made in-process; every other stage runs as jobs (one per chunk for the
+fan-out stages) through the executor, exactly the commands the Nextflow pipeline
+calls.  A chunk whose complete output exists and was made from the same plan is
+skipped, so rerunning the same command resumes an interrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from teravox import graph
+from teravox import plan as planmod
+from teravox.config import Params
+from teravox.errors import StageError
+from teravox.io.atomic import remove_stale
+from teravox.runner.executor import Executor, Job, JobResult, LocalExecutor
+
+
+@dataclass
+class StageTiming:
+    stage: str
+    jobs: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    peak_rss: int = 0
+    results: list[JobResult] = field(default_factory=list)
+
+
+@dataclass
+class RunSummary:
+    plan: dict
+    outdir: Path
+    volume: Path
+    report: Path
+    stages: list[StageTiming]
+    seconds: float
+    raw_bytes: int
+    voxels: int
+
+    def table(self) -> str:
+        mib = 2**20
+        lines = [f"{'stage':<13}{'jobs':>6}{'skipped':>9}{'time s':>9}{'peak MiB/job':>14}"]
+        for s in self.stages:
+            lines.append(f"{s.stage:<13}{s.jobs:>6}{s.skipped:>9}{s.seconds:>9.1f}{s.peak_rss / mib:>14.0f}")
+        mbps = self.raw_bytes / mib / max(self.seconds, 1e-9)
+        lines.append(f"{'total':<13}{'':>6}{'':>9}{self.seconds:>9.1f}")
+        lines.append(f"raw data {self.raw_bytes / mib:.1f} MiB at {mbps:.1f} MiB/s; "
+                     f"{self.voxels / max(self.seconds, 1e-9) / 1e6:.2f} Mvoxel/s")
+        return "\n".join(lines)
+
+
+def _proj_ok(plan: dict, index: int, outdir: Path) -> bool:
+    from teravox.stages.collect import check_chunk
+    from teravox.stages.preprocess import chunk_path
+
+    return not isinstance(check_chunk(plan, index, chunk_path(plan, index, outdir)), str)
+
+
+def _recon_ok(plan: dict, index: int, outdir: Path) -> bool:
+    from teravox.stages.reconstruct import chunk_ok
+
+    return chunk_ok(plan, index, outdir)
+
+
+def jobs_for(stage: graph.Stage, plan: dict, plan_path: Path, outdir: Path, skip: bool
+             ) -> tuple[list[Job], int]:
+    """The jobs of ``stage`` still to do, and how many were skipped as already complete."""
+    budget = plan["memory"]["budget"]
+    logs = outdir / "logs"
+    p = str(plan_path)
+    if stage.fanout:
+        ok = _proj_ok if stage.name == "preprocess" else _recon_ok
+        jobs, skipped = [], 0
+        for c in plan[stage.fanout]:
+            i = c["index"]
+            if skip and ok(plan, i, outdir):
+                skipped += 1
+                continue
+            jobs.append(Job(stage.name, i, ["--plan", p, "--chunk", str(i)], budget,
+                            log=logs / f"{stage.name}_{i:04d}.log"))
+        return jobs, skipped
+    args = {
+        "collect": ["--plan", p],
+        "merge": ["--plan", p, "--timings", str(outdir / "timings.json")],
+        "report": ["--plan", p, "--timings", str(outdir / "timings.json")],
+        "cleanup": ["--plan", p],
+        "stitch-align": ["--plan", p],
+    }[stage.name]
+    return [Job(stage.name, None, args, budget, log=logs / f"{stage.name}.log")], 0
+
+
+def parallel_jobs(budget: int, requested: int | None) -> tuple[int, int]:
+    """Jobs at once (cores and memory allow) and threads for each."""
+    from teravox.resources import cpus_available, total_memory
+
+    cpus = cpus_available()
+    by_memory = max(1, int(total_memory() * 0.8 // max(budget, 1)))
+    n = max(1, min(requested or cpus, by_memory))
+    return n, max(1, cpus // n)
+
+
+def run_pipeline(scan: str | Path, outdir: str | Path, params: Params, *, jobs: int | None = None,
+                 force: bool = False, executor: Executor | None = None, progress: bool = True,
+                 log=print) -> RunSummary:  # noqa: ANN001
+    """Plan, preprocess × k, collect, reconstruct × j, merge, report, cleanup."""
+    from teravox.progress import bar
+    from teravox.stages.plan import make, summary
+
+    t_start = time.perf_counter()
+    outdir = Path(outdir).resolve()
+    outdir.mkdir(parents=True, exist_ok=True)
+    (outdir / "logs").mkdir(exist_ok=True)
+    plan = make(str(scan), params, outdir)
+    plan_path = outdir / "plan.json"
+    planmod.save(plan, plan_path)
+    log(summary(plan))
+    remove_stale(outdir)
+    if force:
+        for name in ("proj_*.h5", "recon_*.h5", plan["outputs"]["projections"]):
+            for p in outdir.glob(name):
+                p.unlink()
+    if executor is None:
+        n, threads = parallel_jobs(plan["memory"]["budget"], jobs)
+        executor = LocalExecutor(n, threads)
+        log(f"local executor: {n} job(s) at a time, {threads} thread(s) each")
+    timings: dict[str, float] = {}
+    stages: list[StageTiming] = []
+    keep = params.keep_intermediates
+    for stage in graph.order(include_optional=False):
+        if stage.name == "plan":
+            continue
+        if stage.name == "cleanup" and keep:
+            log("cleanup skipped (keep_intermediates): chunk files and projections.h5 kept")
+            continue
+        todo, skipped = jobs_for(stage, plan, plan_path, outdir, skip=True)
+        st = StageTiming(stage.name, len(todo), skipped)
+        t0 = time.perf_counter()
+        (outdir / "timings.json").write_text(json.dumps(timings))
+        if todo:
+            ticker = iter(bar(range(len(todo)), desc=stage.name, unit="job", enable=progress and len(todo) > 1,
+                              total=len(todo)))
+            results = executor.run_jobs(todo, on_done=lambda _r, t=ticker: next(t, None))
+            st.results = results
+            failed = [r for r in results if not r.ok]
+            if failed or len(results) < len(todo):
+                r = failed[0] if failed else None
+                where = (f"{r.job.name} failed (exit {r.returncode}"
+                         + (f", job {r.job_id}" if r.job_id else "") + f"); see {r.job.log}") if r else "interrupted"
+                tail = _tail(r.job.log) if r and r.job.log else ""
+                raise StageError(f"{where}{': ' + tail if tail else ''}. Intermediates in {outdir} are kept: "
+                                 f"rerun the same command to resume")
+            st.peak_rss = max((r.peak_rss for r in results), default=0)
+        else:
+            log(f"{stage.name}: all {skipped} chunk(s) already complete, skipped")
+        st.seconds = time.perf_counter() - t0
+        timings[stage.name] = round(st.seconds, 3)
+        stages.append(st)
+    (outdir / "timings.json").write_text(json.dumps(timings))
+    shape = plan["recon_shape"]
+    summary_ = RunSummary(plan, outdir, outdir / plan["outputs"]["volume"], outdir / plan["outputs"]["report"],
+                          stages, time.perf_counter() - t_start,
+                          raw_bytes=int(len(plan["theta_deg"]) * shape[0]
+                                        * (plan["selection"]["cols"][1] - plan["selection"]["cols"][0])
+                                        * _itemsize(plan["scan"]["dtype"])),
+                          voxels=int(shape[0] * shape[1] * shape[2]))
+    (outdir / "timings.json").unlink(missing_ok=True)
+    return summary_
+
+
+def _itemsize(dtype: str) -> int:
+    import numpy as np
+
+    return np.dtype(dtype).itemsize
+
+
+def _tail(path: Path | None, lines: int = 3) -> str:
+    """The job log's last error line(s), for the one-line message."""
+    if path is None or not Path(path).exists():
+        return ""
+    text = [ln for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+    errs = [ln for ln in text if "error" in ln.lower()]
+    return " / ".join((errs or text)[-lines:])[:500]

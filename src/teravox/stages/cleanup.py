@@ -1,0 +1,66 @@
+"""``teravox cleanup --plan plan.json``: remove intermediates once the volume and report exist."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from teravox import plan as planmod
+from teravox.errors import StageError
+from teravox.stages._common import cli_entry
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="teravox cleanup",
+        description="Remove the chunk files and the virtual projection file once the merged volume and "
+                    "the report exist. Refuses while either is missing, so a failed run keeps what resume needs.")
+    p.add_argument("--plan", required=True, help="plan.json")
+    p.add_argument("--workdir", default=None, help="directory holding the intermediates (default: the plan's)")
+    p.add_argument("--volume", default=None, help="merged volume (default: <workdir>/<scan>_recon.h5)")
+    p.add_argument("--report", default=None, help="report (default: <workdir>/<scan>_report.pdf)")
+    return p
+
+
+def intermediates(plan: dict, workdir: str | Path | None = None) -> list[Path]:
+    """Chunk files and the projections file; recon chunks stay if the volume is virtual over them."""
+    wd = planmod.workdir(plan, workdir)
+    out = [wd / plan["outputs"]["proj_chunk"].format(index=c["index"]) for c in plan["proj_chunks"]]
+    out.append(wd / plan["outputs"]["projections"])
+    if plan["params"].get("merge", "copy") != "virtual":
+        out += [wd / plan["outputs"]["recon_chunk"].format(index=c["index"]) for c in plan["sino_chunks"]]
+    return out
+
+
+def run(plan: dict, workdir: str | Path | None = None, volume: str | Path | None = None,
+        report: str | Path | None = None) -> list[Path]:
+    wd = planmod.workdir(plan, workdir)
+    vol = Path(volume) if volume else wd / plan["outputs"]["volume"]
+    rep = Path(report) if report else wd / plan["outputs"]["report"]
+    missing = [str(p) for p in (vol, rep) if not p.exists()]
+    if missing:
+        raise StageError(f"not cleaning up: {', '.join(missing)} missing; intermediates kept for resume")
+    removed = []
+    if plan["params"].get("keep_intermediates"):
+        return removed
+    for p in intermediates(plan, wd):
+        # Nextflow stages inputs as symlinks: remove the file they point to, then the link
+        for target in dict.fromkeys([p.resolve(), p]):
+            if target.exists() or target.is_symlink():
+                target.unlink()
+                removed.append(target)
+    return removed
+
+
+def _run(args: argparse.Namespace) -> int:
+    plan = planmod.load(args.plan)
+    removed = run(plan, args.workdir, args.volume, args.report)
+    print(f"removed {len(removed)} intermediate file(s)")
+    return 0
+
+
+main = cli_entry(_run, build_parser)
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""``teravox merge --plan plan.json``: one ``<scan>_recon.h5`` from the sinogram chunks.
+
+Streams z-blocks from the ``recon_<j>.h5`` files into ``/exchange/data`` (chunked,
+optionally compressed) — never the whole volume in memory — or, with
+``--virtual``, writes a virtual dataset over the chunk files.  Optional pyramid:
+mean-downsampled levels ``/exchange/data_2x``, ``_4x``, … beside the full volume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from teravox import plan as planmod
+from teravox.errors import StageError
+from teravox.io import provenance
+from teravox.io.atomic import atomic_path
+from teravox.io.virtual import concat_virtual
+from teravox.progress import bar
+from teravox.stages._common import cli_entry
+from teravox.stages.preprocess import digest
+from teravox.stages.reconstruct import chunk_path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="teravox merge",
+        description="Join the reconstructed chunks into <scan>_recon.h5, streaming block by block; "
+                    "optionally as a virtual dataset, with a multiscale pyramid for viewers.")
+    p.add_argument("--plan", required=True, help="plan.json")
+    p.add_argument("--chunks-dir", default=None, help="where the recon_<j>.h5 files are (default: workdir)")
+    p.add_argument("-o", "--output", default=None, help="volume file (default: <workdir>/<scan>_recon.h5)")
+    p.add_argument("--virtual", action="store_true", help="virtual dataset over the chunk files (no copy)")
+    p.add_argument("--timings", default=None, help="JSON file of stage timings to record in the provenance")
+    p.add_argument("--progress", action="store_true", help="show a progress bar")
+    return p
+
+
+def output_path(plan: dict, output: str | Path | None = None) -> Path:
+    return Path(output) if output else planmod.workdir(plan) / plan["outputs"]["volume"]
+
+
+def _sources(plan: dict, chunks_dir: str | Path | None) -> list[tuple[Path, tuple[int, ...], dict, dict]]:
+    out, problems = [], []
+    want_digest = digest(plan)
+    for c in plan["sino_chunks"]:
+        path = chunk_path(plan, c["index"], chunks_dir)
+        if not path.exists():
+            problems.append(f"{path.name} missing")
+            continue
+        try:
+            with h5py.File(path, "r") as f:
+                prov = provenance.read(f)
+                ds = f.get("/exchange/data")
+                if ds is None or prov.get("stage") != "reconstruct":
+                    problems.append(f"{path.name} incomplete")
+                elif prov.get("plan_digest") != want_digest:
+                    problems.append(f"{path.name} was made for another plan")
+                elif ds.shape[0] != c["stop"] - c["start"]:
+                    problems.append(f"{path.name} has {ds.shape[0]} slices, expected {c['stop'] - c['start']}")
+                else:
+                    out.append((path, ds.shape, dict(ds.attrs), prov))
+        except OSError as exc:
+            problems.append(f"{path.name} unreadable ({exc})")
+    if problems:
+        raise StageError(f"cannot merge: {'; '.join(problems)} — rerun `teravox reconstruct` for those chunks")
+    return out
+
+
+def pyramid_factors(levels: int) -> list[int]:
+    return [2**i for i in range(1, levels + 1)]
+
+
+def run(plan: dict, chunks_dir: str | Path | None = None, output: str | Path | None = None,
+        virtual: bool | None = None, timings: dict | None = None, progress: bool = False) -> Path:
+    params = planmod.params_of(plan)
+    virtual = params.merge == "virtual" if virtual is None else virtual
+    sources = _sources(plan, chunks_dir)
+    shape = (sum(s[1][0] for s in sources),) + tuple(sources[0][1][1:])
+    attrs, resolved = sources[0][2], sources[0][3].get("resolved", {})
+    with h5py.File(sources[0][0], "r") as f0:
+        dtype = f0["/exchange/data"].dtype
+    out = output_path(plan, output)
+    t0 = time.perf_counter()
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        if virtual:
+            ds = concat_virtual(f, "/exchange/data", [(p, "/exchange/data", s) for p, s, _, _ in sources],
+                                dtype=dtype)
+        else:
+            ds = f.create_dataset("/exchange/data", shape=shape, dtype=dtype,
+                                  chunks=(1, min(shape[1], 1024), min(shape[2], 1024)),
+                                  compression=None if params.compression == "none" else params.compression)
+        for key, value in attrs.items():
+            ds.attrs[key] = value
+        _copy_and_pyramid(f, ds, sources, shape, dtype, plan, params.pyramid, not virtual, progress)
+        provenance.write(f, stage="merge", params=params.to_dict(), plan=plan, input=plan["scan"]["path"],
+                         resolved=resolved, center=resolved.get("center"),
+                         backend=_backend_name(params.backend), timings=timings or {},
+                         chunks=[str(p) for p, *_ in sources], virtual=int(virtual),
+                         seconds=round(time.perf_counter() - t0, 3))
+    return out
+
+
+def _backend_name(name: str) -> str:
+    try:
+        from teravox.recon.backends import resolve
+
+        return resolve(name)
+    except Exception:  # noqa: BLE001 - provenance only; the reconstruct jobs already succeeded
+        return name
+
+
+def _copy_and_pyramid(f: h5py.File, ds: h5py.Dataset, sources: list, shape: tuple[int, ...],
+                      dtype: np.dtype, plan: dict, levels: int, copy: bool, progress: bool) -> None:
+    """Stream z-blocks through memory once: copy them (unless virtual) and downsample them."""
+    from teravox.post.pyramid import downsample_mean, level_shapes
+
+    factors = pyramid_factors(levels)
+    step = plan.get("merge_block_rows", 64)
+    if factors:
+        step = max(factors[-1], step // factors[-1] * factors[-1])
+        level_ds = [f.create_dataset(f"/exchange/data_{fac}x", shape=shp, dtype=np.float32,
+                                     chunks=True)
+                    for fac, shp in zip(factors, level_shapes(shape, levels), strict=True)]
+    elif not copy:
+        return
+    # global z → (source file, local z): blocks may straddle chunk files
+    bounds = np.cumsum([0] + [s[1][0] for s in sources])
+    files = [h5py.File(p, "r") for p, *_ in sources]
+    try:
+        for z0 in bar(range(0, shape[0], step), desc="merge", unit="block", enable=progress):
+            z1 = min(z0 + step, shape[0])
+            parts = []
+            for i, fh in enumerate(files):
+                a, b = max(z0, bounds[i]), min(z1, bounds[i + 1])
+                if a < b:
+                    parts.append(fh["/exchange/data"][a - bounds[i]:b - bounds[i]])
+            block = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            if copy:
+                ds[z0:z1] = block
+            for fac, lds in zip(factors, level_ds if factors else [], strict=True):
+                small = downsample_mean(block.astype(np.float32), fac)
+                lz0 = z0 // fac
+                lds[lz0:lz0 + small.shape[0]] = small
+            del block, parts
+    finally:
+        for fh in files:
+            fh.close()
+
+
+def _run(args: argparse.Namespace) -> int:
+    plan = planmod.load(args.plan)
+    timings = json.loads(Path(args.timings).read_text()) if args.timings else None
+    out = run(plan, args.chunks_dir, args.output, True if args.virtual else None, timings, args.progress)
+    print(f"wrote {out}")
+    return 0
+
+
+main = cli_entry(_run, build_parser)
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""``teravox plan``: write plan.json from a scan's metadata and the parameters."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from teravox import plan as planmod
+from teravox.errors import PlanError
+from teravox.io import open_scan_for
+from teravox.stages._common import add_param_sources, cli_entry, resolve_params
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="teravox plan",
+        description="Plan the chunk jobs of a reconstruction from the scan's metadata and the "
+                    "parameters (no pixel is read). Writes plan.json, which every later stage reads.",
+        epilog="example: teravox plan scan.h5 --center 1024.5 --proj-chunks 8 --sino-chunks 4 "
+               "--memory 4G -o plan.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("scan", nargs="*", help="DXchange or NXtomo scan file (several, or --scan-sheet: stitching)")
+    p.add_argument("-o", "--output", default="plan.json", help="plan file to write (default: plan.json)")
+    p.add_argument("--workdir", default=None,
+                   help="directory for chunk files and outputs (default: the plan file's directory)")
+    p.add_argument("--scan-sheet", metavar="FILE", help="CSV/JSON/YAML sheet of offset scans to stitch")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    add_param_sources(p)
+    return p
+
+
+def make(scan_path: str, params, workdir: str | Path) -> dict:  # noqa: ANN001
+    """Open ``scan_path`` and plan it (used by this stage and by ``teravox run``)."""
+    with open_scan_for(scan_path, params) as scan:
+        return planmod.make_plan(scan, params, workdir=workdir)
+
+
+def summary(plan: dict) -> str:
+    m, gib = plan["memory"], 2**30
+    c = plan["center"]
+    cval = "auto (found after pass 1)" if c["value"] is None else f"{c['value']:.2f} px ({c['how']})"
+    return "\n".join([
+        f"plan for {plan['scan']['path']}",
+        f"  projections {len(plan['theta_deg'])} × rows {plan['selection']['rows'][1] - plan['selection']['rows'][0]}"
+        f" × columns {plan['selection']['cols'][1] - plan['selection']['cols'][0]}  → volume {tuple(plan['recon_shape'])}",
+        f"  pass 1: {len(plan['proj_chunks'])} projection chunk(s), subchunks of {plan['proj_subchunk_rows']} rows"
+        f" + {plan['overlap_rows']} overlap ({plan['overlap_why']}), peak ≈ {m['preprocess_peak_estimate'] / gib:.2f} GiB",
+        f"  pass 2: {len(plan['sino_chunks'])} sinogram chunk(s), subchunks of {plan['sino_subchunk_rows']} slices,"
+        f" peak ≈ {m['reconstruct_peak_estimate'] / gib:.2f} GiB (budget {m['budget'] / gib:.2f} GiB)",
+        f"  centre: {cval}",
+    ])
+
+
+def _run(args: argparse.Namespace) -> int:
+    params = resolve_params(args, quiet=args.quiet)
+    if not args.scan and not args.scan_sheet:
+        raise PlanError("no scan: give a scan file, or --scan-sheet FILE for several offset scans")
+    if len(args.scan) > 1 or args.scan_sheet:
+        raise PlanError("several scans: use a scan sheet with `teravox run --scan-sheet` "
+                        "(stitching is planned by `teravox plan --scan-sheet`)")
+    out = Path(args.output)
+    workdir = args.workdir if args.workdir is not None else str(out.resolve().parent)
+    plan = make(args.scan[0], params, workdir)
+    planmod.save(plan, out)
+    if not args.quiet:
+        print(summary(plan))
+        print(f"wrote {out}")
+    return 0
+
+
+main = cli_entry(_run, build_parser)
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""``teravox preprocess --plan plan.json --chunk K``: the projection-chunk job (pass 1).
+
+Reads chunk K's projections block by block (the plan's subchunk rows plus overlap
+rows above and below, full width), applies the pass-1 chain
+(:mod:`teravox.prep.pipeline`) and writes the rows without their overlap into
+``proj_<K>.h5`` (float32), atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from teravox import plan as planmod
+from teravox.errors import InputError, StageError
+from teravox.io import open_scan_for, provenance
+from teravox.io.atomic import atomic_path
+from teravox.prep.pipeline import Counts, Physics, correct_block, steps
+from teravox.progress import bar
+from teravox.stages._common import cli_entry
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="teravox preprocess",
+        description="Pass 1 for one projection chunk: flat/dark, I0, outliers, stripes, air correction "
+                    "and Paganin, as the plan says; writes proj_<K>.h5.")
+    p.add_argument("--plan", required=True, help="plan.json written by `teravox plan`")
+    p.add_argument("--chunk", required=True, type=int, metavar="K", help="projection chunk index (0-based)")
+    p.add_argument("--outdir", default=None, help="where to write proj_<K>.h5 (default: the plan's workdir)")
+    p.add_argument("--shifts", default=None, help="shifts.json of stitch-align (multi-scan only)")
+    p.add_argument("--progress", action="store_true", help="show a progress bar")
+    return p
+
+
+def chunk_path(plan: dict, index: int, outdir: str | Path | None = None) -> Path:
+    return planmod.workdir(plan, outdir) / plan["outputs"]["proj_chunk"].format(index=index)
+
+
+def hdf5_chunks(n_proj: int, n_rows: int, n_cols: int) -> tuple[int, int, int]:
+    """~4 MiB HDF5 chunks spanning a few rows and many angles, so both the pass-1 writes
+    (all angles of a row block) and the pass-2 reads (all angles of a few rows) touch few chunks."""
+    cols = min(n_cols, 4096)
+    rows = max(1, min(n_rows, 8))
+    angles = max(1, min(n_proj, (4 * 2**20) // (4 * rows * cols)))
+    return (angles, rows, cols)
+
+
+def _combine(frames: np.ndarray, method: str) -> np.ndarray:
+    from teravox.prep.flatdark import combine
+
+    return combine(frames, method)
+
+
+def run_chunk(plan: dict, index: int, outdir: str | Path | None = None, progress: bool = False) -> Path:
+    params = planmod.params_of(plan)
+    ch = planmod.chunk(plan, "proj_chunks", index)
+    sel = plan["selection"]
+    all_idx = np.asarray(sel["proj_indices"], dtype=np.int64)
+    idx = all_idx[ch.start:ch.stop]
+    r0, r1 = sel["rows"]
+    c0, c1 = sel["cols"]
+    n_rows, n_cols = r1 - r0, c1 - c0
+    overlap, block = plan["overlap_rows"], plan["proj_subchunk_rows"]
+    physics = Physics(**plan["physics"])
+    out = chunk_path(plan, index, outdir)
+    t0 = time.perf_counter()
+    counts = Counts()
+
+    with open_scan_for(plan["scan"]["path"], params) as scan:
+        planmod.check_scan_matches(plan, scan)
+        i0_all = scan.i0
+        cols = slice(c0, c1)
+        with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+            ds = f.create_dataset("/exchange/data", shape=(idx.size, n_rows, n_cols), dtype=np.float32,
+                                  chunks=hdf5_chunks(idx.size, n_rows, n_cols))
+            ds.attrs["quantity"] = "transmission"
+            f.create_dataset("/exchange/theta", data=np.asarray(plan["theta_deg"])[ch.start:ch.stop])
+            starts = list(range(0, n_rows, block))
+            for b0 in bar(starts, desc=f"preprocess chunk {index}", unit="block", enable=progress):
+                b1 = min(b0 + block, n_rows)
+                lo, hi = max(0, b0 - overlap), min(n_rows, b1 + overlap)
+                rows = slice(r0 + lo, r0 + hi)
+                raw = scan.read_projections(idx, rows, cols)
+                flat = dark = flat_after = None
+                if params.flat_dark:
+                    flat = _combine(scan.read_flats(rows, cols), params.flat_method)
+                    dark = _combine(scan.read_darks(rows, cols), params.dark_method)
+                    if scan.n_flats_after:
+                        flat_after = _combine(scan.read_flats(rows, cols, after=True), params.flat_method)
+                try:
+                    corrected, c = correct_block(
+                        raw, params, flat=flat, dark=dark, flat_after=flat_after, indices=idx,
+                        n_total=scan.n_proj, i0=None if i0_all is None else i0_all[idx], physics=physics)
+                except ValueError as exc:  # a science function refused its input: say which file
+                    raise InputError(scan.path, scan.data_path, f"projection chunk {index}, rows "
+                                     f"{r0 + lo}..{r0 + hi}: {exc}") from None
+                del raw
+                counts.add(c)
+                ds[:, b0:b1, :] = corrected[:, b0 - lo:b0 - lo + (b1 - b0), :]
+                del corrected
+            if not np.isfinite(ds[:, :1, :]).all():  # cheap sentinel; the chain guards every block
+                raise StageError(f"{out}: non-finite values after pass 1 in chunk {index}")
+            provenance.write(f, stage="preprocess", params=params.to_dict(), plan=None,
+                             input=plan["scan"]["path"], chunk=ch.to_dict(),
+                             proj_indices=[int(idx[0]), int(idx[-1])],
+                             corrections=steps(params), guarded={
+                                 "flat_le_dark_pixels": counts.flat_le_dark,
+                                 "nonfinite_pixels": counts.nonfinite,
+                                 "outlier_pixels": counts.outliers},
+                             seconds=round(time.perf_counter() - t0, 3),
+                             plan_digest=digest(plan))
+    return out
+
+
+def digest(plan: dict) -> str:
+    """Identifies the work a chunk file was made for: the scan, the selection and the parameters."""
+    import hashlib
+    import json
+
+    key = {k: plan[k] for k in ("scan", "params", "selection", "proj_chunks", "sino_chunks",
+                                "overlap_rows", "center")}
+    key["scan"] = {k: v for k, v in plan["scan"].items() if k != "metadata"}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _run(args: argparse.Namespace) -> int:
+    plan = planmod.load(args.plan)
+    out = run_chunk(plan, args.chunk, args.outdir, progress=args.progress)
+    with h5py.File(out, "r") as f:
+        g = provenance.read(f)
+    guarded = g.get("guarded", {})
+    print(f"wrote {out} ({g.get('seconds', 0):.1f} s; guarded flat≤dark {guarded.get('flat_le_dark_pixels', 0)}, "
+          f"non-finite {guarded.get('nonfinite_pixels', 0)}, outliers {guarded.get('outlier_pixels', 0)} pixels)")
+    return 0
+
+
+main = cli_entry(_run, build_parser)
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""``teravox report --plan plan.json``: the PDF a beamline scientist opens first.
+
+Gathers a raw projection and sinogram (from the scan), the corrected ones (from
+``projections.h5``), three orthogonal slices and a histogram (from the merged
+volume) and the run's facts, and hands them to :func:`teravox.report.write_report`.
+Reads only what it shows: strided planes, never a whole stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from teravox import plan as planmod
+from teravox.errors import StageError
+from teravox.io import open_scan_for, provenance
+from teravox.report import ReportData, ReportFacts, orthogonal_slices, write_report
+from teravox.stages._common import cli_entry
+
+MAX_SINOGRAM_ANGLES = 720   # the report's sinograms are sub-sampled in angle beyond this
+HISTOGRAM_SLICES = 16
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="teravox report",
+        description="Write the PDF report: raw and corrected projection and sinogram, three "
+                    "orthogonal slices, a histogram and the facts of the run.")
+    p.add_argument("--plan", required=True, help="plan.json")
+    p.add_argument("--projections", default=None, help="projections.h5 (default: in the workdir)")
+    p.add_argument("--volume", default=None, help="<scan>_recon.h5 (default: in the workdir)")
+    p.add_argument("-o", "--output", default=None, help="PDF to write (default: <workdir>/<scan>_report.pdf)")
+    p.add_argument("--timings", default=None, help="JSON file of stage timings")
+    return p
+
+
+def output_path(plan: dict, output: str | Path | None = None) -> Path:
+    return Path(output) if output else planmod.workdir(plan) / plan["outputs"]["report"]
+
+
+def _angle_step(n: int) -> int:
+    return max(1, math.ceil(n / MAX_SINOGRAM_ANGLES))
+
+
+def gather(plan: dict, projections: Path, volume: Path, timings: dict | None = None) -> ReportData:
+    from teravox.prep.pipeline import steps as prep_steps
+    from teravox.recon.pipeline import steps as recon_steps
+    from teravox.stages.collect import read_resolved
+
+    params = planmod.params_of(plan)
+    sel = plan["selection"]
+    idx = np.asarray(sel["proj_indices"])
+    (r0, r1), (c0, c1) = sel["rows"], sel["cols"]
+    mid_p, mid_r = idx.size // 2, (r1 - r0) // 2
+    astep = _angle_step(idx.size)
+    with open_scan_for(plan["scan"]["path"], params) as scan:
+        raw_projection = scan.read_projections(idx[mid_p:mid_p + 1], slice(r0, r1), slice(c0, c1))[0]
+        raw_sinogram = scan.read_projections(idx[::astep], slice(r0 + mid_r, r0 + mid_r + 1), slice(c0, c1))[:, 0]
+    for path, what in ((projections, "projections file"), (volume, "volume")):
+        if not Path(path).exists():
+            raise StageError(f"{path}: {what} does not exist (run collect and merge first)")
+    resolved = read_resolved(projections)
+    with h5py.File(projections, "r") as f:
+        data = f["/exchange/data"]
+        quantity = data.attrs.get("quantity", "transmission")
+        corrected_projection = data[mid_p]
+        corrected_sinogram = data[::astep, mid_r, :]
+    with h5py.File(volume, "r") as f:
+        vol = f["/exchange/data"]
+        nz = vol.shape[0]
+        step = params.report_slow_axis_step or max(1, math.ceil(nz / 512))
+        xy, xz, yz = orthogonal_slices(vol, step)
+        zs = np.unique(np.linspace(0, nz - 1, min(nz, HISTOGRAM_SLICES)).round().astype(int))
+        sample = np.concatenate([np.asarray(vol[int(z)]).ravel() for z in zs])
+        vshape = tuple(int(n) for n in vol.shape)
+        prov = provenance.read(f)
+    is_int = np.issubdtype(sample.dtype, np.integer)
+    lo, hi = (np.percentile(sample, [0.05, 99.95]) if not is_int else (sample.min(), sample.max() + 1))
+    hist = np.histogram(sample, bins=256 if not is_int else min(256, int(hi - lo) or 1),
+                        range=(float(lo), float(hi) if hi > lo else float(lo) + 1))
+    theta = np.asarray(plan["theta_deg"])
+    phys = plan["physics"]
+    rng = resolved.get("dtype_range")
+    extra = {}
+    if phys.get("energy_kev"):
+        extra["energy"] = f"{phys['energy_kev']:g} keV"
+    if phys.get("distance_m"):
+        extra["propagation distance"] = f"{phys['distance_m'] * 1e3:g} mm"
+    extra["chunks"] = f"{len(plan['proj_chunks'])} projection, {len(plan['sino_chunks'])} sinogram"
+    if resolved.get("side"):
+        extra["half acquisition"] = f"axis at the {resolved['side']} edge"
+    facts = ReportFacts(
+        input_file=plan["scan"]["path"],
+        shape=tuple(plan["scan"]["shape"]),
+        n_angles=int(theta.size),
+        angle_range_deg=(float(theta[0]), float(theta[-1])),
+        center=resolved["center"] + c0,
+        center_source=resolved["center_how"],
+        backend=str(prov.get("backend", params.backend)),
+        corrections=prep_steps(params) + recon_steps(params, quantity),
+        output_dtype=params.dtype,
+        output_range=(float(sample.min()), float(sample.max())),
+        integer_mapping=tuple(rng) if (rng and params.dtype in ("uint8", "uint16")) else None,
+        timings=timings or prov.get("timings") or {},
+        pixel_size_m=phys.get("pixel_size_m"),
+        scan_name=plan["name"],
+        volume_shape=vshape,
+        output_file=str(volume),
+        extra=extra,
+    )
+    return ReportData(raw_projection=raw_projection, raw_sinogram=raw_sinogram,
+                      corrected_projection=corrected_projection, corrected_sinogram=corrected_sinogram,
+                      slice_xy=xy, slice_xz=xz, slice_yz=yz, histogram=hist, facts=facts,
+                      slow_axis_step=step, projection_index=int(idx[mid_p]), sinogram_row=r0 + mid_r,
+                      corrected_quantity=quantity, values_are_codes=is_int)
+
+
+def run(plan: dict, projections: str | Path | None = None, volume: str | Path | None = None,
+        output: str | Path | None = None, timings: dict | None = None) -> Path:
+    from teravox.stages.collect import output_path as projections_path
+    from teravox.stages.merge import output_path as volume_path
+
+    proj = Path(projections) if projections else projections_path(plan)
+    vol = Path(volume) if volume else volume_path(plan)
+    data = gather(plan, proj, vol, timings)
+    out = output_path(plan, output)
+    write_report(data, out)
+    return out
+
+
+def _run(args: argparse.Namespace) -> int:
+    plan = planmod.load(args.plan)
+    timings = json.loads(Path(args.timings).read_text()) if args.timings and Path(args.timings).exists() else None
+    out = run(plan, args.projections, args.volume, args.output, timings)
+    print(f"wrote {out}")
+    return 0
+
+
+main = cli_entry(_run, build_parser)
+
+if __name__ == "__main__":
+    sys.exit(main())

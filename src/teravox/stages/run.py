@@ -1,0 +1,91 @@
+"""``teravox run``: a raw scan to a reconstructed volume and a PDF report, on this machine.
+
+Runs plan → preprocess × k → collect → reconstruct × j → merge → report → cleanup
+(the graph of :mod:`teravox.graph`), each chunk job in its own process, as many at
+once as cores and memory allow.  Rerunning the same command resumes: complete chunk
+outputs made from the same plan are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from teravox.errors import ParamError
+from teravox.stages._common import add_param_sources, cli_entry, resolve_params
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="teravox run",
+        description=__doc__.split("\n\n")[0].split(": ", 1)[1] + "\n\n" + __doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  teravox run --scan scan.h5 --out recon/\n"
+               "  teravox run --scan scan.h5 --out recon/ --center auto --paganin --delta-beta 500 \\\n"
+               "      --energy-kev 35 --distance-m 0.3 --pixel-size-m 0.55e-6 --dtype uint16\n"
+               "  teravox run --scan scan.h5 --out recon/ --tori settings.tori --jobs 4 --memory 16G\n"
+               "  teravox run --scan scan.h5 --out recon/ --executor slurm --partition all\n")
+    p.add_argument("--scan", default=None,
+                   help="raw DXchange or NXtomo scan, opened read-only (default with --tori: its data_file)")
+    p.add_argument("--out", required=True, help="output directory (volume, report, log; intermediates)")
+    p.add_argument("--jobs", type=int, default=None, help="chunk jobs at once (default: as cores and memory allow)")
+    p.add_argument("--force", action="store_true", help="redo every chunk, even complete ones")
+    p.add_argument("--executor", choices=("local", "slurm"), default="local",
+                   help="run the jobs here (local) or as SLURM job arrays (slurm)")
+    p.add_argument("--partition", default=None, help="SLURM partition (executor slurm)")
+    p.add_argument("--account", default=None, help="SLURM account (executor slurm)")
+    p.add_argument("--sbatch", action="append", default=[], metavar="OPTION",
+                   help="extra sbatch option, e.g. --sbatch=--qos=short (repeatable; executor slurm)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_param_sources(p)
+    return p
+
+
+def make_executor(args: argparse.Namespace, outdir: Path):  # noqa: ANN201
+    if args.executor == "local":
+        return None
+    from teravox.runner.slurm import SlurmExecutor
+
+    return SlurmExecutor(outdir / "slurm", partition=args.partition, account=args.account,
+                         extra=args.sbatch)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from teravox.runner.pipeline import run_pipeline
+
+    params = resolve_params(args)
+    if args.scan is None:
+        from teravox.config.tori import read_tori, tori_data_file
+
+        args.scan = tori_data_file(read_tori(args.tori)) if args.tori else None
+        if not args.scan:
+            raise ParamError("no scan: give --scan FILE (or a .tori whose file_definitions name a data_file)")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    logfile = out / "teravox-run.log"
+    with open(logfile, "a") as lf:
+        def log(msg: str) -> None:
+            print(msg, flush=True)
+            lf.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
+            lf.flush()
+
+        log(f"teravox run --scan {args.scan} --out {args.out}")
+        try:
+            summary = run_pipeline(args.scan, out, params, jobs=args.jobs, force=args.force,
+                                   executor=make_executor(args, out), progress=not args.no_progress, log=log)
+        except Exception as exc:
+            log(f"error: {exc}")
+            raise
+        log(summary.table())
+        log(f"volume: {summary.volume}")
+        log(f"report: {summary.report}")
+    return 0
+
+
+main = cli_entry(_run, build_parser)
+
+if __name__ == "__main__":
+    sys.exit(main())

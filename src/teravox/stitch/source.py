@@ -1,0 +1,219 @@
+"""Stitched projections read from the scans, a block of rows at a time (the I/O side).
+
+:class:`StitchedSource` stands in for "read one scan and normalise it" in the
+projection-chunk job: for the requested projections and canvas rows it reads from
+each scan only the rows (and columns) the blend needs, normalises them with that
+scan's own flats and darks (:func:`teravox.prep.pipeline.normalize_block`), and blends
+them (:mod:`teravox.stitch.blend`).  The rest of pass 1 then runs on the full-width
+result (:func:`teravox.prep.pipeline.correct_normalized`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from teravox.errors import InputError, PlanError, StageError
+from teravox.prep.pipeline import Counts, normalize_block
+from teravox.stitch import blend
+from teravox.stitch.sheet import SheetRow, open_row
+
+SHIFTS_FORMAT = 1
+
+
+def load_shifts(path: str | os.PathLike) -> dict[str, Any]:
+    """Read shifts.json written by ``teravox stitch-align``; StageError if missing or malformed."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise StageError(f"{p}: shifts file does not exist (run `teravox stitch-align` first)") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise StageError(f"{p}: not a readable shifts file ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != SHIFTS_FORMAT or "scans" not in data:
+        raise StageError(f"{p}: not a teravox shifts file (format {SHIFTS_FORMAT} expected)")
+    return data
+
+
+def check_shifts_match(plan: dict[str, Any], shifts: dict[str, Any]) -> None:
+    """The shifts must be those of the plan's scans, in the plan's order."""
+    want = [s["path"] for s in plan["scans"]]
+    got = [s.get("path") for s in shifts["scans"]]
+    if want != got:
+        raise PlanError(f"shifts.json was found for scans {[Path(g).name for g in got if g]}, but the plan "
+                        f"stitches {[Path(w).name for w in want]}; run `teravox stitch-align` again")
+
+
+def plan_row(entry: dict[str, Any]) -> SheetRow:
+    """The sheet row of one entry of plan["scans"] (to open the scan with its flat/dark files)."""
+    side = {k: None if entry.get(k) is None else Path(entry[k]) for k in ("flat_file", "dark_file")}
+    return SheetRow(file=Path(entry["path"]), position=float(entry["position_px"]), unit="px", **side)
+
+
+def _combine(frames: np.ndarray, method: str) -> np.ndarray:
+    from teravox.prep.flatdark import combine
+
+    return combine(frames, method)
+
+
+def normalize_scan_block(scan: Any, params: Any, indices: np.ndarray, rows: slice,
+                         cols: slice = slice(None), *, i0_reference: float | None = None
+                         ) -> tuple[np.ndarray, Counts]:
+    """Projections ``indices`` of one open scan, rows × cols, flat/dark normalised (float32);
+    divided by the scan's own beam monitor when ``params.i0 == "monitor"``."""
+    raw = scan.read_projections(indices, rows, cols)
+    flat = dark = flat_after = None
+    if params.flat_dark:
+        flat = _combine(scan.read_flats(rows, cols), params.flat_method)
+        dark = _combine(scan.read_darks(rows, cols), params.dark_method)
+        if scan.n_flats_after:
+            flat_after = _combine(scan.read_flats(rows, cols, after=True), params.flat_method)
+    try:
+        block, counts = normalize_block(raw, params, flat=flat, dark=dark, flat_after=flat_after,
+                                        indices=indices, n_total=scan.n_proj)
+        if params.i0 == "monitor":
+            from teravox.prep.i0 import from_monitor
+
+            if scan.i0 is None:
+                raise InputError(scan.path, None, "i0=monitor but this scan has no beam-monitor series")
+            ref = float(np.mean(scan.i0)) if i0_reference is None else i0_reference
+            block = from_monitor(block, scan.i0[indices], reference=ref)
+    except ValueError as exc:  # a science function refused its input: say which file
+        raise InputError(scan.path, scan.data_path, f"rows {rows.start}..{rows.stop}: {exc}") from None
+    return block, counts
+
+
+def normalized_frame(scan: Any, params: Any, index: int, row_block: int = 256) -> np.ndarray:
+    """One flat/dark-normalised projection (rows, cols) float32, flats read ``row_block`` rows
+    at a time so that many flats of a large detector never sit in memory at once."""
+    out = np.empty((scan.n_rows, scan.n_cols), dtype=np.float32)
+    idx = np.asarray([index], dtype=np.int64)
+    for r0 in range(0, scan.n_rows, row_block):
+        r1 = min(scan.n_rows, r0 + row_block)
+        # with i0=monitor each scan is put on its monitor's scale, so neighbours compare alike
+        block, _ = normalize_scan_block(scan, params, idx, slice(r0, r1))
+        out[r0:r1] = block[0]
+    return out
+
+
+class StitchedSource:
+    """The stitched, normalised projections of a multi-scan plan (see the module docstring).
+
+    ``plan`` holds ``scans`` and ``stitch`` (:func:`teravox.stitch.plan_section`);
+    ``shifts`` is shifts.json (a dict or its path); ``params`` the plan's Params.  Keep it
+    open for the whole job (one file handle per scan) and :meth:`close` it, or use ``with``.
+    With ``params.i0 == "monitor"`` each scan is divided by its own beam monitor here
+    (:attr:`i0_applied`); the caller then skips the I0 step of the rest of the chain.
+    """
+
+    def __init__(self, plan: dict[str, Any], shifts: dict[str, Any] | str | os.PathLike,
+                 params: Any) -> None:
+        if not isinstance(shifts, dict):
+            shifts = load_shifts(shifts)
+        if "scans" not in plan or "stitch" not in plan:
+            raise PlanError("the plan has no multi-scan section (scans, stitch): not a stitching plan")
+        check_shifts_match(plan, shifts)
+        st = plan["stitch"]
+        self.params = params
+        self.width = int(st["width"])
+        self.n_rows = int(st["rows"])
+        self.n_cols = int(st["n_cols"])
+        self.shifts: list[tuple[float, float]] = [(float(s["dx"]), float(s["dy"])) for s in shifts["scans"]]
+        self.names = [Path(s["path"]).name for s in plan["scans"]]
+        self.i0_applied = params.i0 == "monitor"
+        self._scans: list[Any] = []
+        self._i0_ref: list[float | None] = []
+        try:
+            for entry in plan["scans"]:
+                scan = open_row(plan_row(entry), params)
+                self._scans.append(scan)
+                want = tuple(entry["shape"])
+                if tuple(scan.shape) != want:
+                    raise PlanError(f"{scan.path}: the scan has shape {scan.shape} but the plan was made "
+                                    f"for {want}; make a new plan")
+                self._i0_ref.append(None if scan.i0 is None else float(np.mean(scan.i0)))
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for s in self._scans:
+            s.close()
+        self._scans.clear()
+
+    def __enter__(self) -> StitchedSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def seam_columns(self) -> list[float]:
+        return blend.seam_columns([dx for dx, _ in self.shifts], self.n_cols)
+
+    def weights(self, rows: slice = slice(None)) -> np.ndarray:
+        """Blending weights (scans, rows, width) of canvas ``rows`` (see :func:`blend.weights`)."""
+        return blend.weights(self.shifts, self.n_rows, self.n_cols, self.width, rows)
+
+    def read_normalized(self, indices: np.ndarray, rows: slice) -> tuple[np.ndarray, Counts]:
+        """Stitched, flat/dark-normalised projections ``indices`` (ascending, the same in every
+        scan) over canvas ``rows`` (scan 0's rows): (n, rows, width) float32, and the guard counts."""
+        if not self._scans:
+            raise StageError("StitchedSource is closed")
+        indices = np.asarray(indices, dtype=np.int64)
+        rows = blend._rows(rows, self.n_rows)
+        w = self.weights(rows)
+        out = np.zeros((indices.size, rows.stop - rows.start, self.width), dtype=np.float32)
+        counts = Counts()
+        for i, scan in enumerate(self._scans):
+            cols = blend.active_cols(w[i])
+            if cols is None:
+                continue
+            dx, dy = self.shifts[i]
+            rsl = blend.source_rows(dy, self.n_rows, rows)
+            csl = blend.source_cols(dx, self.n_cols, cols)
+            block, c = normalize_scan_block(scan, self.params, indices, rsl, csl, i0_reference=self._i0_ref[i])
+            counts.add(c)
+            blend.accumulate(out, block, (rsl.start, csl.start), (dx, dy), self.n_rows, self.n_cols, rows, w[i])
+            del block
+        return out, counts
+
+
+def stitched_projection(plan: dict[str, Any], shifts: dict[str, Any] | str | os.PathLike, params: Any,
+                        index: int | None = None) -> tuple[np.ndarray, list[float]]:
+    """For the report: one stitched, normalised projection (rows, width) and the seam columns.
+
+    ``index`` is a projection index of the scans (default: the plan's first selected one).
+    """
+    if index is None:
+        index = int(plan.get("selection", {}).get("proj_indices", [0])[0])
+    with StitchedSource(plan, shifts, params) as src:
+        img, _ = src.read_normalized(np.asarray([index]), slice(0, src.n_rows))
+        return img[0], src.seam_columns
+
+
+def cost_maps(shifts: dict[str, Any] | str | os.PathLike) -> dict[str, np.ndarray]:
+    """For the report: each neighbour pair's alignment cost map (rows: Δy, columns: Δx, centred
+    on the searched window's middle), keyed "left | right"."""
+    if not isinstance(shifts, dict):
+        shifts = load_shifts(shifts)
+    names = [s["name"] for s in shifts["scans"]]
+    out = {}
+    for p in shifts["pairs"]:
+        cost = np.array([[np.nan if v is None else v for v in row] for row in p["cost"]], dtype=np.float64)
+        out[f"{names[p['left']]} | {names[p['right']]}"] = cost
+    return out
+
+
+def stitched_block_bytes(n_proj: int, rows: int, overlap: int, n_cols: int, raw_itemsize: int,
+                         n_flat_frames: int) -> int:
+    """Bytes a stitched subchunk holds beyond the full-width pass-1 block: one scan's raw
+    block, its float32 normalisation, the interpolated copies, and its flats (for the plan's
+    memory model, added to ``prep_job_bytes`` at the stitched width)."""
+    block_rows = rows + 2 * overlap + 2       # +2: rows the vertical interpolation reads
+    px = n_proj * block_rows * (n_cols + 2)
+    return px * (raw_itemsize + 4 * 4) + n_flat_frames * block_rows * (n_cols + 2) * (raw_itemsize + 4)

@@ -1,0 +1,156 @@
+"""The chunk plan: exact coverage, overlap, memory budgets, clear errors, read-only input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import sha256, write_dxchange
+
+from teravox import plan as planmod
+from teravox.config import from_mapping
+from teravox.errors import PlanError
+from teravox.io import open_scan
+
+
+def make(path, **params):
+    with open_scan(path) as s:
+        return planmod.make_plan(s, from_mapping(params), workdir="/tmp/w")
+
+
+@pytest.fixture
+def scan(tmp_path):
+    return write_dxchange(tmp_path / "s.h5", n_proj=37, rows=23, cols=32)
+
+
+@pytest.mark.parametrize("k,j", [(1, 1), (3, 4), (7, 23), (37, 5)])
+def test_chunks_cover_everything_exactly_once(scan, k, j):
+    p = make(scan, proj_chunks=k, sino_chunks=j)
+    for key, n, count in (("proj_chunks", 37, k), ("sino_chunks", 23, j)):
+        chunks = p[key]
+        assert len(chunks) == count
+        covered = np.concatenate([np.arange(c["start"], c["stop"]) for c in chunks])
+        np.testing.assert_array_equal(covered, np.arange(n))
+        assert [c["index"] for c in chunks] == list(range(count))
+        sizes = [c["stop"] - c["start"] for c in chunks]
+        assert max(sizes) - min(sizes) <= 1
+
+
+def test_selection_ranges_and_exclusions(scan):
+    p = make(scan, proj_range=[2, -1, 2], exclude_proj=[[10, 14]], row_range=[3, 20], col_range=[4, 30])
+    idx = p["selection"]["proj_indices"]
+    assert idx == [i for i in range(2, 37, 2) if not 10 <= i < 14]
+    assert len(p["theta_deg"]) == len(idx)
+    assert p["selection"]["rows"] == [3, 20] and p["recon_shape"] == [17, 26, 26]
+    assert p["center"]["value"] == pytest.approx((26 - 1) / 2)
+
+
+def test_center_given_in_detector_columns(scan):
+    p = make(scan, center=17.5, col_range=[4, 30])
+    assert p["center"] == {"value": 13.5, "how": "given"}
+    assert make(scan, center="auto")["center"]["value"] is None
+
+
+def test_overlap_only_where_needed(scan):
+    assert make(scan)["overlap_rows"] == 0
+    assert make(scan, outliers=True, outlier_size=5)["overlap_rows"] == 2
+    from teravox.prep.paganin import kernel_support_px
+
+    phys = dict(energy_kev=30.0, distance_m=0.5, pixel_size_m=1e-6)
+    p = make(scan, paganin=True, delta_beta=500.0, **phys)
+    want = kernel_support_px(1e-6, 0.5, 30.0, 500.0)
+    assert p["overlap_rows"] == want > 0
+    assert "Paganin" in p["overlap_why"]
+    # stronger retrieval (larger delta/beta) needs more overlap
+    assert make(scan, paganin=True, delta_beta=5000.0, **phys)["overlap_rows"] > want
+
+
+def test_paganin_without_physics_is_a_clear_error(scan):
+    with pytest.raises(PlanError, match="Paganin.*energy_kev.*distance_m.*pixel_size_m"):
+        make(scan, paganin=True)
+
+
+@pytest.mark.parametrize("memory", ["400M", "600M", "1G", "4G"])
+def test_memory_estimate_honoured(tmp_path, memory):
+    path = write_dxchange(tmp_path / "big.h5", n_proj=400, rows=64, cols=512)
+    p = make(path, memory=memory, proj_chunks=1, sino_chunks=1)
+    budget = p["memory"]["budget"]
+    assert p["memory"]["preprocess_peak_estimate"] <= budget
+    assert p["memory"]["reconstruct_peak_estimate"] <= budget
+    # the subchunks are the largest that fit: one more row would not
+    rows, overlap = p["proj_subchunk_rows"], p["overlap_rows"]
+    if rows < 64:
+        assert planmod.prep_job_bytes(400, rows + 1, overlap, 512, 2, 5) > budget
+
+
+def test_more_memory_means_bigger_subchunks(tmp_path):
+    path = write_dxchange(tmp_path / "big.h5", n_proj=400, rows=64, cols=512)
+    small, large = make(path, memory="400M"), make(path, memory="4G")
+    assert small["proj_subchunk_rows"] < large["proj_subchunk_rows"]
+    assert small["sino_subchunk_rows"] <= large["sino_subchunk_rows"]
+
+
+def test_chunk_counts_from_target_size(tmp_path):
+    path = write_dxchange(tmp_path / "big.h5", n_proj=400, rows=64, cols=512)
+    raw = 400 * 64 * 512 * 2
+    p = make(path, target_job_gb=raw / 4.5 / 2**30)
+    assert len(p["proj_chunks"]) == 5
+
+
+@pytest.mark.parametrize("params,needle", [
+    ({"proj_chunks": 38}, "38 chunks for 37 projections"),
+    ({"sino_chunks": 24}, "24 chunks for 23 detector rows"),
+    ({"memory": "100M"}, "too small"),
+    ({"row_range": [20, 10]}, "row_range"),
+    ({"exclude_proj": [[0, 37]]}, "projection"),
+])
+def test_invalid_combinations(scan, params, needle):
+    with pytest.raises(PlanError, match=needle):
+        make(scan, **params)
+
+
+def test_memory_too_small_for_one_row(tmp_path):
+    path = write_dxchange(tmp_path / "wide.h5", n_proj=3000, rows=2, cols=4000)
+    with pytest.raises(PlanError, match="too small for one detector row"):
+        make(path, memory="450M", proj_chunks=1)
+
+
+def test_no_flats_is_a_clear_error(tmp_path):
+    path = write_dxchange(tmp_path / "nf.h5", flats=False)
+    with pytest.raises(PlanError, match="nf.h5: no flats"):
+        make(path)
+    assert make(path, flat_dark=False)["proj_chunks"]
+
+
+def test_plan_cli_and_raw_file_untouched(scan, tmp_path):
+    before = sha256(scan)
+    mtime = scan.stat().st_mtime_ns
+    out = tmp_path / "plan.json"
+    res = subprocess.run([sys.executable, "-m", "teravox.cli", "plan", str(scan), "-o", str(out),
+                          "--center", "15.5", "--proj-chunks", "3", "--sino-chunks", "2", "--memory", "1G"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "3 projection chunk(s)" in res.stdout
+    plan = json.loads(out.read_text())
+    assert plan["params"]["center"] == 15.5 and len(plan["sino_chunks"]) == 2
+    assert plan["workdir"] == str(tmp_path)
+    res = subprocess.run([sys.executable, "-m", "teravox.cli", "info", str(scan)], capture_output=True)
+    assert res.returncode == 0
+    assert sha256(scan) == before and scan.stat().st_mtime_ns == mtime
+
+
+def test_plan_cli_bad_parameter_one_line(scan, tmp_path):
+    res = subprocess.run([sys.executable, "-m", "teravox.cli", "plan", str(scan), "--proj-chunks", "99",
+                          "-o", str(tmp_path / "p.json")], capture_output=True, text=True)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "99 chunks for 37 projections" in res.stderr
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_chunk_lookup_errors(scan):
+    p = make(scan, proj_chunks=2)
+    with pytest.raises(PlanError, match="chunk 2 is out of range.*2 projection chunks"):
+        planmod.chunk(p, "proj_chunks", 2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -30,11 +31,11 @@ def write(tmp_path: Path, tori: dict, name: str = "scan.tori") -> Path:
 def test_example_maps_to_expected_params():
     params, notes = load_tori(EXAMPLE)
     assert isinstance(params, Params)
-    # units: pixel 5.5e-5 cm → 0.55 µm, dist 30 cm → 0.3 m, alpha 0.001 → delta/beta 1000
+    # units: pixel 5.5e-5 cm → 0.55 µm, dist 30 cm → 0.3 m, alpha 0.001 → delta/beta 1/(4π²·0.001) ≈ 25.3 (TomoPy 1.x's filter)
     assert params.pixel_size_m == pytest.approx(5.5e-7)
     assert params.distance_m == pytest.approx(0.3)
     assert params.energy_kev == 35.0
-    assert params.delta_beta == pytest.approx(1000.0)
+    assert params.delta_beta == pytest.approx(1 / (4 * math.pi**2 * 0.001))
     assert params.paganin and params.paganin_pad
     # slice_ver [100, 1900] then crop rows [50, 1750] of what was loaded → file rows 150..1850
     assert params.row_range == [150, 1850]
@@ -70,7 +71,7 @@ def test_data_file_is_reported():
 def test_alpha_and_lengths_convert(tori):
     tori["correction_arguments"]["phase_retrieval_kwargs"].update(alpha=0.002, dist=12.5, pixel_size=1e-4)
     mapping, _ = tori_to_mapping(tori, "x.tori")
-    assert mapping["delta_beta"] == pytest.approx(500.0)
+    assert mapping["delta_beta"] == pytest.approx(1 / (4 * math.pi**2 * 0.002))
     assert mapping["distance_m"] == pytest.approx(0.125)
     assert mapping["pixel_size_m"] == pytest.approx(1e-6)
 

@@ -37,6 +37,7 @@ PREP_BYTES_PER_PX = 16      # float32 block + float32 work copy + median/stripe 
 RECON_BYTES_PER_SINO_PX = 40  # float32 sinogram, padded copy, complex64 rfft (2× length)
 RECON_BYTES_PER_SLICE_PX = 16  # NUFFT output grid (complex64) + float32 slice + post copy
 JOB_BASE_BYTES = 300 * 2**20  # interpreter, numpy, h5py, finufft plans
+PAGANIN_TOL = 1e-4
 
 
 @dataclass(frozen=True)
@@ -102,9 +103,10 @@ def overlap_rows(params: Params, energy_kev: float | None, distance_m: float | N
         if missing:
             raise PlanError(f"Paganin phase retrieval needs {', '.join(missing)}: not in the file, "
                             f"give them as parameters (e.g. --energy-kev 35 --distance-m 0.3 --pixel-size-m 0.55e-6)")
-        r = kernel_support_px(pixel_size_m, distance_m, energy_kev, params.delta_beta)
+        # tail below 1e-4 of the kernel's sum: chunk seams then stay under 1e-5 of the data range
+        r = kernel_support_px(pixel_size_m, distance_m, energy_kev, params.delta_beta, tol=PAGANIN_TOL)
         need = max(need, r)
-        why.append(f"Paganin kernel support {r} px (tail below 1e-3 of the kernel's sum)")
+        why.append(f"Paganin kernel support {r} px (tail below {PAGANIN_TOL:g} of the kernel's sum)")
     return need, "; ".join(why) or "no neighbour-dependent correction"
 
 

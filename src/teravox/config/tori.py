@@ -30,7 +30,7 @@ outlier_removal + {dif, size}                         outliers, outlier_dif, out
 stripe_removal + stripe_function + {snr, la_size,     stripe_recon (full sinograms) + stripe_snr,
   sm_size, size}                                        stripe_la_size, stripe_sm_size (see STRIPE_METHODS)
 phase_retrieval + {pixel_size cm, dist cm, energy     paganin, pixel_size_m, distance_m (cm → m),
-  keV, alpha = β/δ, pad}                                energy_kev, delta_beta = 1/alpha, paganin_pad
+  keV, alpha = β/δ, pad}                                energy_kev, delta_beta = 1/(4π²·alpha), paganin_pad
 minus_log_before_phase / minus_log_after_phase        minus_log (either); before phase: approximate
 ``reconstruction_arguments``
 recon_kwargs.center (in the loaded, cropped frame)    center in detector columns (+ slice/crop start)
@@ -383,7 +383,11 @@ def _map_phase(r: _Reader, out: dict[str, Any], notes: list[str]) -> None:
     if alpha is not None:
         if alpha <= 0:
             raise r.fail(f"{sec}.phase_retrieval_kwargs.alpha", f"must be positive (beta/delta), got {alpha}")
-        out["delta_beta"] = 1.0 / alpha
+        from teravox.prep.paganin import delta_beta_from_tomopy_alpha
+
+        # TomoPy 1.x's filter 1/(1 + λz|u|²/(4πα)) equals Paganin's with δ/β = 1/(4π²α);
+        # TomoPy's 2021 rewrite changed alpha's meaning (see prep/paganin.py)
+        out["delta_beta"] = delta_beta_from_tomopy_alpha(alpha)
     if pad is not None:
         out["paganin_pad"] = pad
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from teravox import resources
 from teravox.config import Params
 
 
@@ -86,22 +87,30 @@ def normalize_block(raw: np.ndarray, params: Params, *, flat: np.ndarray | None,
 
 
 def correct_normalized(block: np.ndarray, params: Params, counts: Counts, *, i0: np.ndarray | None = None,
+                       i0_reference: float | None = None, air_level: np.ndarray | None = None,
                        physics: Physics | None = None) -> np.ndarray:
-    """The rest of the chain after normalisation (I0, outliers, stripes, air, Paganin)."""
+    """The rest of the chain after normalisation (I0, outliers, stripes, air, Paganin).
+
+    A job that sees only part of the scan passes what must be the same for every part:
+    ``i0_reference`` (the monitor's mean over the whole scan) and ``air_level`` (each
+    projection's air mean over its full height), so that chunking changes nothing.
+    """
     from teravox.prep import air, outliers, paganin, stripes
     from teravox.prep import i0 as i0mod
 
+    threads = resources.threads(params.threads)
     if params.i0 == "monitor":
-        block = i0mod.from_monitor(block, i0)
+        block = i0mod.from_monitor(block, i0, reference=i0_reference)
     elif params.i0 == "air":
-        block = i0mod.from_air(block, cols=params.i0_air_cols)
+        block = i0mod.from_air(block, cols=params.i0_air_cols, level=air_level)
     if params.outliers:
         block, n = outliers.remove_outliers(block, params.outlier_dif, params.outlier_size)
         counts.outliers += n
     if params.stripe_prep != "off":
         sinos = np.ascontiguousarray(block.transpose(1, 0, 2))
         sinos = stripes.remove_stripes(sinos, params.stripe_prep, snr=params.stripe_snr,
-                                       la_size=params.stripe_la_size, sm_size=params.stripe_sm_size)
+                                       la_size=params.stripe_la_size, sm_size=params.stripe_sm_size,
+                                       workers=threads)
         block = np.ascontiguousarray(sinos.transpose(1, 0, 2))
     if params.air:
         block = air.air_correct(block, params.air_cols)
@@ -109,13 +118,14 @@ def correct_normalized(block: np.ndarray, params: Params, counts: Counts, *, i0:
         ph = physics or Physics()
         block = paganin.retrieve_phase(block, pixel_size_m=ph.pixel_size_m, distance_m=ph.distance_m,
                                        energy_kev=ph.energy_kev, delta_beta=params.delta_beta,
-                                       pad=params.paganin_pad)
+                                       pad=params.paganin_pad, workers=threads)
     return block.astype(np.float32, copy=False)
 
 
 def correct_block(raw: np.ndarray, params: Params, *, flat: np.ndarray | None, dark: np.ndarray | None,
                   flat_after: np.ndarray | None = None, indices: np.ndarray | None = None,
                   n_total: int | None = None, i0: np.ndarray | None = None,
+                  i0_reference: float | None = None, air_level: np.ndarray | None = None,
                   physics: Physics | None = None) -> tuple[np.ndarray, Counts]:
     """Apply the whole pass-1 chain to ``raw`` (angles, rows, cols) → float32 of the same shape.
 
@@ -123,4 +133,5 @@ def correct_block(raw: np.ndarray, params: Params, *, flat: np.ndarray | None, d
     """
     block, counts = normalize_block(raw, params, flat=flat, dark=dark, flat_after=flat_after,
                                     indices=indices, n_total=n_total)
-    return correct_normalized(block, params, counts, i0=i0, physics=physics), counts
+    return correct_normalized(block, params, counts, i0=i0, i0_reference=i0_reference,
+                              air_level=air_level, physics=physics), counts

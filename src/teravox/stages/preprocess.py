@@ -76,6 +76,9 @@ def run_chunk(plan: dict, index: int, outdir: str | Path | None = None, progress
         planmod.check_scan_matches(plan, scan)
         i0_all = scan.i0
         cols = slice(c0, c1)
+        # what every chunk must share, so that the chunking changes nothing
+        i0_reference = float(np.mean(i0_all[all_idx])) if i0_all is not None else None
+        air_level = _air_levels(scan, params, plan, idx) if params.i0 == "air" else None
         with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
             ds = f.create_dataset("/exchange/data", shape=(idx.size, n_rows, n_cols), dtype=np.float32,
                                   chunks=hdf5_chunks(idx.size, n_rows, n_cols))
@@ -96,7 +99,8 @@ def run_chunk(plan: dict, index: int, outdir: str | Path | None = None, progress
                 try:
                     corrected, c = correct_block(
                         raw, params, flat=flat, dark=dark, flat_after=flat_after, indices=idx,
-                        n_total=scan.n_proj, i0=None if i0_all is None else i0_all[idx], physics=physics)
+                        n_total=scan.n_proj, i0=None if i0_all is None else i0_all[idx],
+                        i0_reference=i0_reference, air_level=air_level, physics=physics)
                 except ValueError as exc:  # a science function refused its input: say which file
                     raise InputError(scan.path, scan.data_path, f"projection chunk {index}, rows "
                                      f"{r0 + lo}..{r0 + hi}: {exc}") from None
@@ -116,6 +120,34 @@ def run_chunk(plan: dict, index: int, outdir: str | Path | None = None, progress
                              seconds=round(time.perf_counter() - t0, 3),
                              plan_digest=digest(plan))
     return out
+
+
+def _air_levels(scan, params, plan: dict, idx: np.ndarray) -> np.ndarray:  # noqa: ANN001
+    """Each projection's air mean over the full (selected) height, from a narrow band read.
+
+    Without ``i0_air_cols`` the band is chosen on the scan's first selected projection, so
+    every chunk uses the same columns.
+    """
+    from teravox.prep import i0 as i0mod
+    from teravox.prep.pipeline import normalize_block
+
+    (r0, r1), (c0, c1) = plan["selection"]["rows"], plan["selection"]["cols"]
+    rows = slice(r0, r1)
+
+    def normalized(indices: np.ndarray, cols: slice) -> np.ndarray:
+        flat = dark = None
+        if params.flat_dark:
+            flat = _combine(scan.read_flats(rows, cols), params.flat_method)
+            dark = _combine(scan.read_darks(rows, cols), params.dark_method)
+        return normalize_block(scan.read_projections(indices, rows, cols), params, flat=flat, dark=dark)[0]
+
+    if params.i0_air_cols is not None:
+        a, b = params.i0_air_cols
+        band = (a, c1 - c0 if b == -1 else b)
+    else:
+        first = np.asarray(plan["selection"]["proj_indices"][:1])
+        band = i0mod.find_air_cols(normalized(first, slice(c0, c1)), width=min(50, (c1 - c0) // 2))
+    return i0mod.air_level(normalized(idx, slice(c0 + band[0], c0 + band[1])), (0, band[1] - band[0]))
 
 
 def digest(plan: dict) -> str:

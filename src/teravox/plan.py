@@ -60,6 +60,20 @@ def split(n: int, k: int) -> list[Chunk]:
     return [Chunk(i, int(a), int(b)) for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True))]
 
 
+def split_even(n: int, k: int) -> list[Chunk]:
+    """Like :func:`split`, with every boundary on an even row.
+
+    The fourier backend reconstructs two real slices as one complex transform; with
+    chunks and subchunks aligned to pairs, each slice has the same partner whatever the
+    chunking, so the volume does not depend on it (to float32 rounding).
+    """
+    if k * 2 > n:
+        return split(n, k)
+    edges = (np.linspace(0, n, k + 1) / 2).round().astype(int) * 2
+    edges[-1] = n
+    return [Chunk(i, int(a), int(b)) for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True))]
+
+
 def _resolve_range(rng: list[int] | None, n: int, name: str) -> tuple[int, int, int]:
     if rng is None:
         return 0, n, 1
@@ -176,7 +190,7 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
         raise PlanError(f"proj_chunks: {k} chunks for {n_p} projections; at most one chunk per projection")
     if j > n_r:
         raise PlanError(f"sino_chunks: {j} chunks for {n_r} detector rows; at most one chunk per row")
-    proj_chunks, sino_chunks = split(n_p, k), split(n_r, j)
+    proj_chunks, sino_chunks = split(n_p, k), split_even(n_r, j)
 
     # -- subchunks from the memory budget ---------------------------------------------
     biggest_p = max(c.size for c in proj_chunks)
@@ -206,10 +220,11 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
     n_angles_recon = n_p // 2 if half else n_p
     if params.sino_subchunk_rows:
         srow = min(params.sino_subchunk_rows, rows_max)
+        srow = srow + (srow % 2 and srow < rows_max)  # whole slice pairs (see split_even)
     else:
         srow = 0
         for cand in range(rows_max, 0, -1):
-            if recon_job_bytes(cand, n_p, cols_padded, n_out) <= budget:
+            if recon_job_bytes(cand, n_p, cols_padded, n_out) <= budget and (cand % 2 == 0 or cand in (1, rows_max)):
                 srow = cand
                 break
         if srow == 0:

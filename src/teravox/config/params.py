@@ -87,7 +87,7 @@ class Params:
     stripe_sm_size: int = _p(21, "window of the small-stripe filter in pixels", "recon")
     center: float | Literal["auto"] | None = _p(
         None, "rotation axis as a raw detector column in pixels (0-based, pixel i centred at i, independent of col_range): a float, 'auto', or None = from the file or the middle", "recon")
-    center_search_px: float = _p(50.0, "half-width of the automatic centre search around the middle, in pixels", "recon")
+    center_search_px: float = _p(50.0, "half-width of the automatic centre search around the middle, in pixels (at most a tenth of the width)", "recon")
     backend: Backend = _p("auto", "reconstruction backend", "recon")
     algorithm: str = _p("fbp", "algorithm for tomopy/tomocupy backends (gridrec, fbp, sirt, ...)", "recon")
     filter_name: FilterName = _p("ramp", "reconstruction filter", "recon")

@@ -67,8 +67,8 @@ def _recon_ok(plan: dict, index: int, outdir: Path) -> bool:
     return chunk_ok(plan, index, outdir)
 
 
-def jobs_for(stage: graph.Stage, plan: dict, plan_path: Path, outdir: Path, skip: bool
-             ) -> tuple[list[Job], int]:
+def jobs_for(stage: graph.Stage, plan: dict, plan_path: Path, outdir: Path, skip: bool,
+             cpus: int = 1, time_s: int = 3600) -> tuple[list[Job], int]:
     """The jobs of ``stage`` still to do, and how many were skipped as already complete."""
     budget = plan["memory"]["budget"]
     logs = outdir / "logs"
@@ -81,7 +81,7 @@ def jobs_for(stage: graph.Stage, plan: dict, plan_path: Path, outdir: Path, skip
             if skip and ok(plan, i, outdir):
                 skipped += 1
                 continue
-            jobs.append(Job(stage.name, i, ["--plan", p, "--chunk", str(i)], budget,
+            jobs.append(Job(stage.name, i, ["--plan", p, "--chunk", str(i)], budget, cpus, time_s,
                             log=logs / f"{stage.name}_{i:04d}.log"))
         return jobs, skipped
     args = {
@@ -91,7 +91,7 @@ def jobs_for(stage: graph.Stage, plan: dict, plan_path: Path, outdir: Path, skip
         "cleanup": ["--plan", p],
         "stitch-align": ["--plan", p],
     }[stage.name]
-    return [Job(stage.name, None, args, budget, log=logs / f"{stage.name}.log")], 0
+    return [Job(stage.name, None, args, budget, cpus, time_s, log=logs / f"{stage.name}.log")], 0
 
 
 def parallel_jobs(budget: int, requested: int | None) -> tuple[int, int]:
@@ -106,7 +106,7 @@ def parallel_jobs(budget: int, requested: int | None) -> tuple[int, int]:
 
 def run_pipeline(scan: str | Path, outdir: str | Path, params: Params, *, jobs: int | None = None,
                  force: bool = False, executor: Executor | None = None, progress: bool = True,
-                 log=print) -> RunSummary:  # noqa: ANN001
+                 cpus_per_job: int = 1, time_per_job_s: int = 3600, log=print) -> RunSummary:  # noqa: ANN001
     """Plan, preprocess × k, collect, reconstruct × j, merge, report, cleanup."""
     from teravox.progress import bar
     from teravox.stages.plan import make, summary
@@ -119,7 +119,8 @@ def run_pipeline(scan: str | Path, outdir: str | Path, params: Params, *, jobs: 
     plan_path = outdir / "plan.json"
     planmod.save(plan, plan_path)
     log(summary(plan))
-    remove_stale(outdir)
+    if executor is None or isinstance(executor, LocalExecutor):
+        remove_stale(outdir)  # by local process ids: meaningless for jobs on other nodes
     if force:
         for name in ("proj_*.h5", "recon_*.h5", plan["outputs"]["projections"]):
             for p in outdir.glob(name):
@@ -137,7 +138,8 @@ def run_pipeline(scan: str | Path, outdir: str | Path, params: Params, *, jobs: 
         if stage.name == "cleanup" and keep:
             log("cleanup skipped (keep_intermediates): chunk files and projections.h5 kept")
             continue
-        todo, skipped = jobs_for(stage, plan, plan_path, outdir, skip=True)
+        todo, skipped = jobs_for(stage, plan, plan_path, outdir, skip=True, cpus=cpus_per_job,
+                                 time_s=time_per_job_s)
         st = StageTiming(stage.name, len(todo), skipped)
         t0 = time.perf_counter()
         (outdir / "timings.json").write_text(json.dumps(timings))

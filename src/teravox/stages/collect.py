@@ -88,6 +88,11 @@ def resolve(plan: dict, params: Params, data: h5py.Dataset, quantity: str) -> di
     side = None
     if center is None:
         sinos = line_integrals(block, params, quantity)
+        if params.stripe_recon != "off":  # a stripe is a strong false symmetry for Vo's metric
+            from teravox.prep.stripes import remove_stripes
+
+            sinos = remove_stripes(sinos, params.stripe_recon, snr=params.stripe_snr,
+                                   la_size=params.stripe_la_size, sm_size=params.stripe_sm_size)
         center, side = _find(sinos, theta, half, params)
         how = f"auto (Vo's method on rows {rows})"
     if half:
@@ -126,7 +131,9 @@ def _find(sinos: np.ndarray, theta: np.ndarray, half: bool, params: Params) -> t
         side = None if params.half_acquisition == "auto" else params.half_acquisition
         center, side = find_center_360(sinos, theta=theta, side=side)
         return float(center), side
-    return float(find_center(sinos, theta=theta, search_radius=params.center_search_px)), None
+    # Vo's metric has false minima where the views barely overlap: stay within a tenth of the width
+    radius = min(params.center_search_px, sinos.shape[-1] / 10)
+    return float(find_center(sinos, theta=theta, search_radius=radius)), None
 
 
 def geometry(resolved: dict) -> Geometry:

@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--account", default=None, help="SLURM account (executor slurm)")
     p.add_argument("--sbatch", action="append", default=[], metavar="OPTION",
                    help="extra sbatch option, e.g. --sbatch=--qos=short (repeatable; executor slurm)")
+    p.add_argument("--cpus-per-job", type=int, default=1, help="CPUs each SLURM job asks for (executor slurm)")
+    p.add_argument("--time-per-job", type=int, default=60, metavar="MIN",
+                   help="time limit of each SLURM job in minutes (executor slurm)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_param_sources(p)
     return p
@@ -75,7 +78,8 @@ def _run(args: argparse.Namespace) -> int:
         log(f"teravox run --scan {args.scan} --out {args.out}")
         try:
             summary = run_pipeline(args.scan, out, params, jobs=args.jobs, force=args.force,
-                                   executor=make_executor(args, out), progress=not args.no_progress, log=log)
+                                   executor=make_executor(args, out), progress=not args.no_progress,
+                                   cpus_per_job=args.cpus_per_job, time_per_job_s=args.time_per_job * 60, log=log)
         except Exception as exc:
             log(f"error: {exc}")
             raise

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="teravox stitch-align",
         description="Find where each of several side-by-side scans sits in the stitched field of view: "
-                    "motor positions refined by a ±10 px search on the first projections. Writes "
+                    "motor positions refined by a ±10 px search on the first and last (or 180°) projections. Writes "
                     "shifts.json, which the projection-chunk jobs read.",
         epilog="example: teravox stitch-align --plan plan.json -o shifts.json")
     p.add_argument("--plan", required=True, help="plan.json of a multi-scan acquisition (teravox plan --scan-sheet)")
@@ -127,8 +127,8 @@ def write_figure(doc: dict[str, Any], path: Path) -> None:
                        extent=(x0 - 0.5, x0 + nx - 0.5, y0 + ny - 0.5, y0 - 0.5))
         ax.plot(p["guess"][0], p["guess"][1], "x", color="w", ms=8, mew=2, label="motor")
         ax.plot(p["dx"], p["dy"], "+", color="r", ms=10, mew=2, label="found")
-        ax.set_title(f"{names[p['left']]} | {names[p['right']]}\ndx {p['dx']:+.2f}, dy {p['dy']:+.2f} px",
-                     fontsize=8)
+        ax.set_title(f"{names[p['left']]} | {names[p['right']]}\nfirst projection: dx {p['dx']:+.2f}, "
+                     f"dy {p['dy']:+.2f} px", fontsize=8)
         ax.set_xlabel("dx (px)", fontsize=8)
         ax.set_ylabel("dy (px)", fontsize=8)
         ax.tick_params(labelsize=7)

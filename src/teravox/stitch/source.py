@@ -209,11 +209,15 @@ def cost_maps(shifts: dict[str, Any] | str | os.PathLike) -> dict[str, np.ndarra
     return out
 
 
-def stitched_block_bytes(n_proj: int, rows: int, overlap: int, n_cols: int, raw_itemsize: int,
-                         n_flat_frames: int) -> int:
-    """Bytes a stitched subchunk holds beyond the full-width pass-1 block: one scan's raw
-    block, its float32 normalisation, the interpolated copies, and its flats (for the plan's
-    memory model, added to ``prep_job_bytes`` at the stitched width)."""
-    block_rows = rows + 2 * overlap + 2       # +2: rows the vertical interpolation reads
-    px = n_proj * block_rows * (n_cols + 2)
-    return px * (raw_itemsize + 4 * 4) + n_flat_frames * block_rows * (n_cols + 2) * (raw_itemsize + 4)
+def stitched_block_bytes(n_proj: int, rows: int, overlap: int, width: int, n_cols: int, n_scans: int,
+                         raw_itemsize: int, n_flat_frames: int) -> int:
+    """Bytes a stitched subchunk holds beyond its full-width float32 block (n_proj × (rows +
+    2·overlap) × width, which the plan counts as the pass-1 block): the blending weights of
+    every scan, and one scan at a time — its raw block, the float32 normalisation and the
+    interpolated copies (~5 float32 per pixel), its flats and darks.  For the plan's memory
+    model; measured peaks belong in benchmarks/."""
+    block_rows = rows + 2 * overlap
+    scan_px = n_proj * (block_rows + 2) * (n_cols + 2)  # +2: the rows/columns interpolation reads
+    weights = n_scans * block_rows * width * 4
+    flats = n_flat_frames * (block_rows + 2) * (n_cols + 2) * (raw_itemsize + 4)
+    return weights + scan_px * (raw_itemsize + 5 * 4) + flats

@@ -1,1 +1,75 @@
-"""teravox.recon.backends"""
+"""Reconstruction backends behind one interface: sinograms, angles, centre → slices.
+
+>>> from teravox.recon.backends import reconstruct
+>>> slices = reconstruct(sinos, theta, center, backend="auto")      # doctest: +SKIP
+
+``sinos`` is (slices, angles, columns) float32 line integrals (−log taken, padding
+applied by the caller), ``theta`` radians, ``center`` the rotation-axis column
+(0-based, pixel i centred at i).  The result is (slices, n, n) float32 on the grid of
+docs/architecture.md (``img[iy, ix]`` at x = ix − (n−1)/2, y = iy − (n−1)/2 relative
+to the axis), in attenuation per pixel.
+
+Backends: ``fourier`` (CPU default, finufft), ``fourier-gpu`` (CuPy + cufinufft),
+``tomopy`` and ``tomocupy`` (adapters, when those libraries are installed).
+``auto`` picks ``fourier-gpu`` when CuPy sees a device and cufinufft imports, else
+``fourier``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from teravox.errors import ParamError
+from teravox.recon.backends import base
+
+__all__ = ["available", "describe", "reconstruct", "resolve"]
+
+
+def available() -> list[str]:
+    """Backends installed here whose hardware is present, in order of preference."""
+    return base.installed()
+
+
+def describe() -> dict[str, str]:
+    """Every known backend → its hardware and whether it can run here (for reports)."""
+    out = {}
+    for name in base.REGISTRY:
+        cls = base.backend_class(name)
+        out[name] = f"{cls.hardware}: {'available' if base.is_available(name) else 'not available'}"
+    return out
+
+
+def resolve(name: str) -> str:
+    """The backend that ``name`` means here: ``auto`` → the fastest available.
+
+    Unknown or absent backends raise ParamError listing the installed ones.
+    """
+    if name == "auto":
+        for candidate in base.AUTO_ORDER:
+            if base.is_available(candidate):
+                return candidate
+        raise ParamError("backend 'auto': no reconstruction backend is available "
+                         "(install finufft for the CPU backend 'fourier')")
+    if name not in base.REGISTRY:
+        raise ParamError(f"backend: unknown backend {name!r}; known backends: "
+                         f"{', '.join(['auto', *base.REGISTRY])}; installed here: "
+                         f"{', '.join(available()) or 'none'}")
+    if not base.is_available(name):
+        raise base.absent_error(name, base.backend_class(name).why_absent())
+    return name
+
+
+def reconstruct(sinos: np.ndarray, theta: np.ndarray, center: float, *, backend: str = "auto",
+                n: int | None = None, filter_name: str = "ramp", threads: int = 0,
+                eps: float = 1e-6, upsampfac: float = 1.25, algorithm: str = "fbp") -> np.ndarray:
+    """Reconstruct (slices, angles, columns) line integrals into (slices, n, n) float32.
+
+    theta in radians; center in detector columns (0-based, pixel i centred at i); n the
+    output size in pixels (default: columns); values are attenuation per pixel.
+    ``eps``/``upsampfac`` tune the NUFFT of the fourier backends; ``algorithm`` is
+    passed to tomopy/tomocupy.
+    """
+    name = resolve(backend)
+    impl = base.backend_class(name)()
+    return impl.reconstruct(sinos, theta, center, n=n, filter_name=filter_name, threads=threads,
+                            eps=eps, upsampfac=upsampfac, algorithm=algorithm)

@@ -1,8 +1,9 @@
 """The backend protocol, the registry of backends and the checks they all share.
 
-A backend is a class with a ``name``, a ``hardware`` line, an ``is_available()`` class
-method that imports nothing heavy when the library is absent, and a ``reconstruct``
-method with the signature of :func:`teravox.recon.backends.reconstruct`.  Backends are
+A backend is a class with a ``name``, a ``hardware`` line, ``is_available()`` and
+``why_absent()`` class methods that import nothing heavy when the library is absent,
+and a ``reconstruct`` method with the signature of
+:func:`teravox.recon.backends.reconstruct` (less ``backend``).  Backends are
 imported lazily by name, so that importing teravox never imports CuPy or TomoPy.
 """
 
@@ -36,6 +37,9 @@ class Backend(Protocol):
 
     @classmethod
     def is_available(cls) -> bool: ...
+
+    @classmethod
+    def why_absent(cls) -> str: ...
 
     def reconstruct(
         self, sinos: np.ndarray, theta: np.ndarray, center: float, *, n: int | None = None,

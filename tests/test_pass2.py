@@ -1,0 +1,141 @@
+"""Pass 2 as stages: reconstruct, merge; chunk invariance, one dtype mapping, streaming merge."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from teravox import plan as planmod
+from teravox.config import from_mapping
+from teravox.io import open_scan, provenance
+from teravox.stages import collect, merge, preprocess, reconstruct
+from teravox.synth.scan import write_scan
+
+
+def run_stages(scan: Path, work: Path, **params) -> tuple[dict, Path]:
+    work.mkdir(parents=True, exist_ok=True)
+    with open_scan(scan) as s:
+        plan = planmod.make_plan(s, from_mapping(params), workdir=work)
+    for c in plan["proj_chunks"]:
+        preprocess.run_chunk(plan, c["index"])
+    collect.run(plan)
+    for c in plan["sino_chunks"]:
+        reconstruct.run_chunk(plan, c["index"])
+    return plan, merge.run(plan)
+
+
+@pytest.fixture(scope="module")
+def scan(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("s") / "scan.h5"
+    write_scan(path, n_angles=96, n_rows=12, n_cols=64, center=33.3, seed=5, progress=False)
+    return path
+
+
+def read(path: Path) -> np.ndarray:
+    with h5py.File(path) as f:
+        return f["/exchange/data"][()]
+
+
+def test_volume_independent_of_chunking(scan, tmp_path):
+    _, one = run_stages(scan, tmp_path / "j1", sino_chunks=1, proj_chunks=1)
+    _, four = run_stages(scan, tmp_path / "j4", sino_chunks=4, proj_chunks=2, sino_subchunk_rows=2)
+    _, odd = run_stages(scan, tmp_path / "j3", sino_chunks=3, proj_chunks=3, sino_subchunk_rows=1)
+    a, b, c = read(one), read(four), read(odd)
+    rng = float(a.max() - a.min())
+    assert a.shape == (12, 64, 64) and np.isfinite(a).all()
+    assert np.max(np.abs(a - b)) <= 1e-6 * rng
+    assert np.max(np.abs(a - c)) <= 1e-6 * rng
+
+
+def test_provenance_and_centre_recorded(scan, tmp_path):
+    plan, vol = run_stages(scan, tmp_path / "w", center=33.3, sino_chunks=2)
+    with h5py.File(vol) as f:
+        prov = provenance.read(f)
+    assert prov["stage"] == "merge" and prov["center"] == pytest.approx(33.3)
+    assert prov["backend"] == "fourier" and prov["parameters"]["center"] == 33.3
+    assert prov["plan"]["sino_chunks"] == plan["sino_chunks"]
+
+
+def test_integer_output_one_mapping_for_all_chunks(scan, tmp_path):
+    """Two chunks with different data ranges map through the volume's one range."""
+    plan, vol = run_stages(scan, tmp_path / "u16", dtype="uint16", sino_chunks=2)
+    mapping = []
+    for c in plan["sino_chunks"]:
+        with h5py.File(reconstruct.chunk_path(plan, c["index"])) as f:
+            ds = f["/exchange/data"]
+            mapping.append((ds.attrs["vmin"], ds.attrs["vmax"], ds.dtype))
+            data = ds[()]
+        mapping.append(("content", float(data.mean()), float(np.percentile(data, 10))))
+    assert mapping[0] == mapping[2]  # same vmin, vmax, dtype in both chunks
+    assert mapping[1] != mapping[3]  # while their content differs
+    _, fvol = run_stages(scan, tmp_path / "f32", sino_chunks=1)
+    with h5py.File(vol) as f:
+        ds = f["/exchange/data"]
+        q = ds[()].astype(np.float64)
+        vmin, vmax = ds.attrs["vmin"], ds.attrs["vmax"]
+    back = vmin + (vmax - vmin) * q / 65535
+    ref = read(fvol)
+    inside = (ref > vmin) & (ref < vmax)
+    assert np.max(np.abs(back - ref)[inside]) <= (vmax - vmin) / 65535
+
+
+def test_merge_virtual_and_pyramid(scan, tmp_path):
+    plan, vol = run_stages(scan, tmp_path / "v", sino_chunks=3, merge="virtual", pyramid=2)
+    with h5py.File(vol) as f:
+        ds = f["/exchange/data"]
+        assert ds.is_virtual
+        full = ds[()]
+        l2 = f["/exchange/data_2x"][()]
+        l4 = f["/exchange/data_4x"][()]
+    assert l2.shape == (6, 32, 32) and l4.shape == (3, 16, 16)
+    np.testing.assert_allclose(l2[1, 3, 5], full[2:4, 6:8, 10:12].mean(), rtol=1e-5)
+    np.testing.assert_allclose(l4[0, 2, 2], full[0:4, 8:12, 8:12].mean(), rtol=1e-5)
+
+
+def test_merge_streams_under_budget(tmp_path):
+    """Merging a volume of twice the job budget stays under the budget."""
+    work = tmp_path / "m"
+    work.mkdir()
+    scan = tmp_path / "s.h5"
+    write_scan(scan, n_angles=8, n_rows=24, n_cols=16, noise=False, progress=False)
+    with open_scan(scan) as s:
+        plan = planmod.make_plan(s, from_mapping({"sino_chunks": 4, "memory": "400M"}), workdir=work)
+    budget = plan["memory"]["budget"]
+    n = 3000  # fake chunk files: 24 slices of 3000² float32 = 864 MB, over twice 400 MiB
+    plan["recon_shape"] = [24, n, n]
+    plan["merge_block_rows"] = max(1, int((budget - planmod.JOB_BASE_BYTES) // 2 // (n * n * 4 * 2)))
+    for c in plan["sino_chunks"]:
+        with h5py.File(reconstruct.chunk_path(plan, c["index"]), "w") as f:
+            ds = f.create_dataset("/exchange/data", (c["stop"] - c["start"], n, n), np.float32, chunks=(1, 1000, 1000))
+            for z in range(ds.shape[0]):
+                ds[z] = c["start"] + z
+            provenance.write(f, stage="reconstruct", plan_digest=preprocess.digest(plan))
+    assert 24 * n * n * 4 > 2 * budget
+    (work / "plan.json").write_text(json.dumps(plan))
+    code = ("import resource, sys; from teravox.cli import main; rc = main(sys.argv[1:]); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024); sys.exit(rc)")
+    res = subprocess.run([sys.executable, "-c", code, "merge", "--plan", str(work / "plan.json")],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    peak = int(res.stdout.strip().splitlines()[-1])
+    assert peak < budget, (peak, budget)
+    with h5py.File(merge.output_path(plan)) as f:
+        ds = f["/exchange/data"]
+        assert ds.shape == (24, n, n) and ds[17, 5, 5] == 17 and ds[23, -1, -1] == 23
+
+
+def test_reconstruct_errors(scan, tmp_path):
+    plan, _ = run_stages(scan, tmp_path / "e", sino_chunks=2)
+    planmod.save(plan, tmp_path / "e" / "plan.json")
+    res = subprocess.run([sys.executable, "-m", "teravox.cli", "reconstruct", "--plan", str(tmp_path / "e" / "plan.json"),
+                          "--chunk", "2"], capture_output=True, text=True)
+    assert res.returncode == 2 and "chunk 2 is out of range" in res.stderr
+    reconstruct.chunk_path(plan, 1).unlink()
+    with pytest.raises(Exception, match=r"recon_0001\.h5 missing"):
+        merge.run(plan)

@@ -1,0 +1,211 @@
+"""``teravox run`` end to end: accuracy against the phantom, report, cleanup, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from teravox.synth.phantom import Phantom
+from teravox.synth.scan import write_scan
+
+
+def teravox(*args, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "teravox.cli", *map(str, args)], capture_output=True,
+                          text=True, **kw)
+
+
+def agreement(volume: Path, scan: Path, rows: list[int] | None = None, blur: float = 0.0
+              ) -> tuple[float, float]:
+    """Correlation and least-squares amplitude against the phantom inside 90% of the radius."""
+    with h5py.File(scan) as f:
+        phantom = Phantom.from_json(f["/truth/phantom"][()])
+        n_rows = f["/exchange/data"].shape[1]
+    with h5py.File(volume) as f:
+        vol = f["/exchange/data"][()].astype(np.float64)
+    n = vol.shape[1]
+    rows = rows or [n_rows // 2 - 2, n_rows // 2, n_rows // 2 + 2]
+    yy, xx = np.mgrid[:n, :n] - (n - 1) / 2
+    inside = np.hypot(xx, yy) < 0.9 * n / 2
+    recs, truths = [], []
+    for r in rows:
+        t = phantom.slice(r - (n_rows - 1) / 2, n, supersample=4).astype(np.float64)
+        if blur:
+            from scipy.ndimage import gaussian_filter
+
+            t = gaussian_filter(t, blur)
+        recs.append(vol[r][inside])
+        truths.append(t[inside])
+    a, b = np.concatenate(recs), np.concatenate(truths)
+    return float(np.corrcoef(a, b)[0, 1]), float(a @ b / (b @ b))
+
+
+@pytest.fixture(scope="module")
+def defect_scan(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("d") / "defects.h5"
+    write_scan(path, n_angles=240, n_rows=16, n_cols=96, center=49.2, drift=True, zingers=True,
+               stripes=True, flux=200000.0, dtype="float32", supersample=2, seed=11, progress=False)
+    return path
+
+
+def test_run_with_defects(defect_scan, tmp_path):
+    out = tmp_path / "out"
+    res = teravox("run", "--scan", defect_scan, "--out", out, "--center", "auto", "--i0", "monitor",
+                  "--outliers", "--outlier-dif", "0.1", "--stripe-recon", "sorting", "--stripe-sm-size", "5",
+                  "--proj-chunks", "2",
+                  "--sino-chunks", "2", "--no-progress")
+    assert res.returncode == 0, res.stderr + res.stdout
+    vol, report = out / "defects_recon.h5", out / "defects_report.pdf"
+    assert vol.exists() and report.exists() and (out / "teravox-run.log").exists()
+    # intermediates are gone
+    assert not list(out.glob("proj_*.h5")) and not list(out.glob("recon_*.h5"))
+    assert not (out / "projections.h5").exists()
+    # a nearly dead and a hot column are removed only in part by stripe removal (without it: ~0.16),
+    # which limits the agreement at this tiny width; clean scans reach >= 0.99 (below)
+    corr, amp = agreement(vol, defect_scan)
+    assert corr >= 0.96 and abs(amp - 1) <= 0.05, (corr, amp)
+    with h5py.File(vol) as f:
+        from teravox.io import provenance
+
+        prov = provenance.read(f)
+    assert abs(prov["center"] - 49.2) <= 0.5
+    from pypdf import PdfReader
+
+    text = " ".join(page.extract_text() for page in PdfReader(report).pages)
+    for needle in ("outlier removal", "I0 correction", "stripe removal", "auto", "fourier", "defects.h5"):
+        assert needle in text, needle
+    assert "summary" not in res.stderr.lower()
+    assert "Mvoxel/s" in res.stdout
+
+
+def test_run_paganin(tmp_path):
+    """Phase contrast (Fresnel-propagated synthetic scan): Paganin brings the volume to the phantom."""
+    scan = tmp_path / "phase.h5"
+    write_scan(scan, n_angles=180, n_rows=32, n_cols=96, propagation=True, energy_kev=20.0,
+               distance_m=0.2, pixel_size_m=10e-6, delta_beta=50.0, noise=False, supersample=2,
+               seed=2, progress=False)
+    results = {}
+    for name, flags in (("paganin", ["--paganin", "--delta-beta", "50", "--proj-subchunk-rows", "5"]),
+                        ("plain", [])):
+        out = tmp_path / name
+        res = teravox("run", "--scan", scan, "--out", out, "--proj-chunks", "2", "--sino-chunks", "2",
+                      "--no-progress", *flags)
+        assert res.returncode == 0, res.stderr + res.stdout
+        results[name] = agreement(out / "phase_recon.h5", scan, rows=[14, 16, 18])
+    (corr, amp), (plain_corr, _) = results["paganin"], results["plain"]
+    # the retrieval is exact only where the TIE holds; this phantom's sharp edges limit it
+    assert corr >= 0.97 and corr > plain_corr + 0.03 and abs(amp - 1) <= 0.1, results
+
+
+def test_run_half_acquisition(tmp_path):
+    scan = tmp_path / "half.h5"
+    truth = write_scan(scan, n_angles=360, n_rows=8, n_cols=128, half_acquisition=True, side="right",
+                       overlap_px=30, noise=False, supersample=2, seed=4, progress=False)
+    out = tmp_path / "out"
+    res = teravox("run", "--scan", scan, "--out", out, "--half-acquisition", "auto", "--center", "auto",
+                  "--sino-chunks", "2", "--no-progress")
+    assert res.returncode == 0, res.stderr + res.stdout
+    with h5py.File(out / "half_recon.h5") as f:
+        from teravox.io import provenance
+
+        prov = provenance.read(f)
+        n = f["/exchange/data"].shape[1]
+    assert abs(prov["center"] - truth["center"]) <= 0.5
+    assert n > 128 * 1.5
+    corr, amp = agreement(out / "half_recon.h5", scan, rows=[3, 4])
+    assert corr >= 0.99 and abs(amp - 1) <= 0.03, (corr, amp)
+
+
+def test_resume_after_killed_worker(tmp_path):
+    scan = tmp_path / "r.h5"
+    write_scan(scan, n_angles=120, n_rows=24, n_cols=64, seed=8, progress=False)
+    ref = tmp_path / "ref"
+    assert teravox("run", "--scan", scan, "--out", ref, "--proj-chunks", "3", "--sino-chunks", "3",
+                   "--no-progress").returncode == 0
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "teravox.cli", "run", "--scan", str(scan), "--out", str(out),
+            "--proj-chunks", "3", "--sino-chunks", "3", "--jobs", "1", "--no-progress"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # kill the first reconstruct worker as soon as it starts
+    victim = None
+    deadline = time.time() + 120
+    while victim is None and time.time() < deadline and proc.poll() is None:
+        import psutil
+
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            try:
+                if "reconstruct" in child.cmdline():
+                    victim = child
+                    break
+            except psutil.NoSuchProcess:
+                pass
+        time.sleep(0.02)
+    assert victim is not None, "no reconstruct worker seen"
+    os.kill(victim.pid, signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "rerun the same command to resume" in err
+    assert list(out.glob("proj_*.h5")), "a failed run keeps its intermediates"
+    res = subprocess.run(args, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "preprocess: all 3 chunk(s) already complete, skipped" in res.stdout
+    with h5py.File(ref / "r_recon.h5") as a, h5py.File(out / "r_recon.h5") as b:
+        np.testing.assert_array_equal(a["/exchange/data"][()], b["/exchange/data"][()])
+
+
+def test_bad_input(tmp_path):
+    res = teravox("run", "--scan", tmp_path / "missing.h5", "--out", tmp_path / "o1")
+    assert res.returncode == 2 and "missing.h5" in res.stderr and "does not exist" in res.stderr
+    assert "Traceback" not in res.stderr
+    noflats = tmp_path / "noflats.h5"
+    write_scan(noflats, size="tiny", progress=False)
+    with h5py.File(noflats, "a") as f:
+        del f["/exchange/data_white"]
+    res = teravox("run", "--scan", noflats, "--out", tmp_path / "o2")
+    assert res.returncode == 2 and "no flats" in res.stderr and "Traceback" not in res.stderr
+    assert not list((tmp_path / "o2").glob("*.h5"))
+    tori = tmp_path / "bad.tori"
+    tori.write_text(json.dumps({"correction_arguments": {"outlier_removal": True,
+                                                         "outlier_removal_kwargs": {"dif": "big"}}}))
+    res = teravox("run", "--scan", noflats, "--out", tmp_path / "o3", "--tori", tori)
+    assert res.returncode == 2 and "dif" in res.stderr and "Traceback" not in res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1
+
+
+def test_tooth_real_data(tooth, tmp_path):
+    """The pipeline against an independent plain FBP (skimage) of the same normalised sinograms."""
+    from skimage.transform import iradon
+
+    out = tmp_path / "t"
+    res = teravox("run", "--scan", tooth, "--out", out, "--center", "auto", "--keep-intermediates",
+                  "--no-progress")
+    assert res.returncode == 0, res.stderr
+    with h5py.File(out / "projections.h5") as f:
+        sino = -np.log(np.clip(f["/exchange/data"][:, 0, :].astype(np.float64), 1e-6, None))
+        theta = f["/exchange/theta"][()]
+    with h5py.File(out / "tooth_recon.h5") as f:
+        from teravox.io import provenance
+
+        rec = f["/exchange/data"][0].astype(np.float64)
+        center = provenance.read(f)["center"]
+    assert 290 < center < 302
+    n = sino.shape[1]
+    # skimage puts the axis at column n//2 and its y axis the other way: shift, then mirror the angles
+    from scipy.ndimage import shift as nd_shift
+
+    shifted = np.stack([nd_shift(row, n // 2 - center, order=3, mode="nearest") for row in sino])
+    ref = iradon(shifted.T, theta=-theta, filter_name="ramp", circle=True, output_size=n)
+    yy, xx = np.mgrid[:n, :n] - (n - 1) / 2
+    inside = np.hypot(xx, yy) < 0.9 * n / 2
+    k = n // 2 - (n - 1) / 2  # half-pixel offset between the two grids
+    ref = nd_shift(ref, (-k, -k), order=3)
+    corr = np.corrcoef(rec[inside], ref[inside])[0, 1]
+    assert corr >= 0.99, corr

@@ -104,10 +104,13 @@ def parallel_jobs(budget: int, requested: int | None) -> tuple[int, int]:
     return n, max(1, cpus // n)
 
 
-def run_pipeline(scan: str | Path, outdir: str | Path, params: Params, *, jobs: int | None = None,
+def run_pipeline(scan: str | Path | None, outdir: str | Path, params: Params, *, jobs: int | None = None,
                  force: bool = False, executor: Executor | None = None, progress: bool = True,
-                 cpus_per_job: int = 1, time_per_job_s: int = 3600, log=print) -> RunSummary:  # noqa: ANN001
-    """Plan, preprocess × k, collect, reconstruct × j, merge, report, cleanup."""
+                 cpus_per_job: int = 1, time_per_job_s: int = 3600, sheet: str | None = None,
+                 log=print) -> RunSummary:  # noqa: ANN001
+    """Plan, [stitch-align], preprocess × k, collect, reconstruct × j, merge, report, cleanup.
+
+    ``sheet`` (a scan sheet) instead of ``scan`` stitches several offset scans."""
     from teravox.progress import bar
     from teravox.stages.plan import make, summary
 
@@ -115,7 +118,7 @@ def run_pipeline(scan: str | Path, outdir: str | Path, params: Params, *, jobs: 
     outdir = Path(outdir).resolve()
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / "logs").mkdir(exist_ok=True)
-    plan = make(str(scan), params, outdir)
+    plan = make(None if scan is None else str(scan), params, outdir, sheet=sheet)
     plan_path = outdir / "plan.json"
     planmod.save(plan, plan_path)
     log(summary(plan))
@@ -132,7 +135,7 @@ def run_pipeline(scan: str | Path, outdir: str | Path, params: Params, *, jobs: 
     timings: dict[str, float] = {}
     stages: list[StageTiming] = []
     keep = params.keep_intermediates
-    for stage in graph.order(include_optional=False):
+    for stage in graph.order(include_optional="scans" in plan):
         if stage.name == "plan":
             continue
         if stage.name == "cleanup" and keep:

@@ -30,10 +30,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def make(scan_path: str, params, workdir: str | Path) -> dict:  # noqa: ANN001
-    """Open ``scan_path`` and plan it (used by this stage and by ``teravox run``)."""
-    with open_scan_for(scan_path, params) as scan:
-        return planmod.make_plan(scan, params, workdir=workdir)
+def make(scan_path: str | None, params, workdir: str | Path, sheet: str | None = None) -> dict:  # noqa: ANN001
+    """Plan one scan, or (``sheet``) several offset scans to stitch; used here and by ``teravox run``."""
+    if sheet is None:
+        with open_scan_for(scan_path, params) as scan:
+            return planmod.make_plan(scan, params, workdir=workdir)
+    from teravox.stitch import plan_section
+    from teravox.stitch.sheet import read_meta, read_sheet
+
+    rows = read_sheet(sheet)
+    section = plan_section(rows, read_meta(rows.rows, params), params)
+    first = section["scans"][0]
+    with open_scan_for(first["path"], params.replace(flat_file=first.get("flat_file"),
+                                                      dark_file=first.get("dark_file"))) as scan:
+        scan.n_cols = int(section["stitch"]["width"])  # the plan sees the stitched field of view
+        return planmod.make_plan(scan, params, workdir=workdir, scan_name=Path(sheet).stem,
+                                 extra_inputs=section)
 
 
 def summary(plan: dict) -> str:
@@ -56,12 +68,12 @@ def _run(args: argparse.Namespace) -> int:
     params = resolve_params(args, quiet=args.quiet)
     if not args.scan and not args.scan_sheet:
         raise PlanError("no scan: give a scan file, or --scan-sheet FILE for several offset scans")
-    if len(args.scan) > 1 or args.scan_sheet:
-        raise PlanError("several scans: use a scan sheet with `teravox run --scan-sheet` "
-                        "(stitching is planned by `teravox plan --scan-sheet`)")
+    if len(args.scan) > 1:
+        raise PlanError("several scans: describe them in a scan sheet (file, position_mm) and give "
+                        "--scan-sheet FILE")
     out = Path(args.output)
     workdir = args.workdir if args.workdir is not None else str(out.resolve().parent)
-    plan = make(args.scan[0], params, workdir)
+    plan = make(args.scan[0] if args.scan else None, params, workdir, sheet=args.scan_sheet)
     planmod.save(plan, out)
     if not args.quiet:
         print(summary(plan))

@@ -57,7 +57,10 @@ def _combine(frames: np.ndarray, method: str) -> np.ndarray:
     return combine(frames, method)
 
 
-def run_chunk(plan: dict, index: int, outdir: str | Path | None = None, progress: bool = False) -> Path:
+def run_chunk(plan: dict, index: int, outdir: str | Path | None = None, progress: bool = False,
+              shifts: str | Path | None = None) -> Path:
+    if "scans" in plan:
+        return _run_stitched_chunk(plan, index, outdir, progress, shifts)
     params = planmod.params_of(plan)
     ch = planmod.chunk(plan, "proj_chunks", index)
     sel = plan["selection"]
@@ -122,6 +125,51 @@ def run_chunk(plan: dict, index: int, outdir: str | Path | None = None, progress
     return out
 
 
+def _run_stitched_chunk(plan: dict, index: int, outdir: str | Path | None, progress: bool,
+                        shifts: str | Path | None) -> Path:
+    """Pass 1 of a multi-scan plan: each scan normalised, placed at its shift and blended,
+    then the rest of the chain on the full-width projections."""
+    from teravox.prep.pipeline import correct_normalized
+    from teravox.stitch.source import StitchedSource
+
+    params = planmod.params_of(plan)
+    ch = planmod.chunk(plan, "proj_chunks", index)
+    sel = plan["selection"]
+    idx = np.asarray(sel["proj_indices"], dtype=np.int64)[ch.start:ch.stop]
+    (r0, r1), (c0, c1) = sel["rows"], sel["cols"]
+    n_rows, overlap, block = r1 - r0, plan["overlap_rows"], plan["proj_subchunk_rows"]
+    shifts_path = Path(shifts) if shifts else planmod.workdir(plan) / "shifts.json"
+    if not shifts_path.exists():
+        raise StageError(f"{shifts_path}: shifts file does not exist (run `teravox stitch-align` first)")
+    out = chunk_path(plan, index, outdir)
+    t0 = time.perf_counter()
+    counts = Counts()
+    with StitchedSource(plan, shifts_path, params) as src, atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        chain_params = params.replace(i0="off") if src.i0_applied else params
+        ds = f.create_dataset("/exchange/data", shape=(idx.size, n_rows, c1 - c0), dtype=np.float32,
+                              chunks=hdf5_chunks(idx.size, n_rows, c1 - c0))
+        ds.attrs["quantity"] = "transmission"
+        f.create_dataset("/exchange/theta", data=np.asarray(plan["theta_deg"])[ch.start:ch.stop])
+        for b0 in bar(list(range(0, n_rows, block)), desc=f"preprocess chunk {index}", unit="block",
+                      enable=progress):
+            b1 = min(b0 + block, n_rows)
+            lo, hi = max(0, b0 - overlap), min(n_rows, b1 + overlap)
+            normalized, c = src.read_normalized(idx, slice(r0 + lo, r0 + hi))
+            try:
+                corrected = correct_normalized(normalized[:, :, c0:c1], chain_params, c,
+                                               physics=Physics(**plan["physics"]))
+            except ValueError as exc:
+                raise StageError(f"stitched projection chunk {index}, rows {r0 + lo}..{r0 + hi}: {exc}") from None
+            counts.add(c)
+            ds[:, b0:b1, :] = corrected[:, b0 - lo:b0 - lo + (b1 - b0), :]
+        provenance.write(f, stage="preprocess", params=params.to_dict(), input=[s["path"] for s in plan["scans"]],
+                         chunk=ch.to_dict(), corrections=steps(params), shifts=str(shifts_path.resolve()),
+                         guarded={"flat_le_dark_pixels": counts.flat_le_dark,
+                                  "nonfinite_pixels": counts.nonfinite, "outlier_pixels": counts.outliers},
+                         seconds=round(time.perf_counter() - t0, 3), plan_digest=digest(plan))
+    return out
+
+
 def _air_levels(scan, params, plan: dict, idx: np.ndarray) -> np.ndarray:  # noqa: ANN001
     """Each projection's air mean over the full (selected) height, from a narrow band read.
 
@@ -156,14 +204,14 @@ def digest(plan: dict) -> str:
     import json
 
     key = {k: plan[k] for k in ("scan", "params", "selection", "proj_chunks", "sino_chunks",
-                                "overlap_rows", "center")}
+                                "overlap_rows", "center", "scans") if k in plan}
     key["scan"] = {k: v for k, v in plan["scan"].items() if k != "metadata"}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _run(args: argparse.Namespace) -> int:
     plan = planmod.load(args.plan)
-    out = run_chunk(plan, args.chunk, args.outdir, progress=args.progress)
+    out = run_chunk(plan, args.chunk, args.outdir, progress=args.progress, shifts=args.shifts)
     with h5py.File(out, "r") as f:
         g = provenance.read(f)
     guarded = g.get("guarded", {})

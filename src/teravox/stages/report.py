@@ -114,7 +114,15 @@ def gather(plan: dict, projections: Path, volume: Path, timings: dict | None = N
         output_file=str(volume),
         extra=extra,
     )
-    return ReportData(raw_projection=raw_projection, raw_sinogram=raw_sinogram,
+    stitched = {}
+    shifts = planmod.workdir(plan) / "shifts.json"
+    if "scans" in plan and shifts.exists():
+        from teravox.stitch.source import cost_maps, stitched_projection
+
+        img, seams = stitched_projection(plan, shifts, params)
+        stitched = {"stitched_projection": img, "seam_columns": list(seams), "alignment_costs": cost_maps(shifts)}
+        extra["scans"] = ", ".join(Path(s_["path"]).name for s_ in plan["scans"])
+    return ReportData(**stitched, raw_projection=raw_projection, raw_sinogram=raw_sinogram,
                       corrected_projection=corrected_projection, corrected_sinogram=corrected_sinogram,
                       slice_xy=xy, slice_xz=xz, slice_yz=yz, histogram=hist, facts=facts,
                       slow_axis_step=step, projection_index=int(idx[mid_p]), sinogram_row=r0 + mid_r,

@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  teravox run --scan scan.h5 --out recon/ --executor slurm --partition all\n")
     p.add_argument("--scan", default=None,
                    help="raw DXchange or NXtomo scan, opened read-only (default with --tori: its data_file)")
+    p.add_argument("--scan-sheet", default=None, metavar="FILE",
+                   help="CSV/JSON/YAML sheet of laterally offset scans to stitch (file, position_mm)")
     p.add_argument("--out", required=True, help="output directory (volume, report, log; intermediates)")
     p.add_argument("--jobs", type=int, default=None, help="chunk jobs at once (default: as cores and memory allow)")
     p.add_argument("--force", action="store_true", help="redo every chunk, even complete ones")
@@ -60,7 +62,7 @@ def _run(args: argparse.Namespace) -> int:
     from teravox.runner.pipeline import run_pipeline
 
     params = resolve_params(args)
-    if args.scan is None:
+    if args.scan is None and args.scan_sheet is None:
         from teravox.config.tori import read_tori, tori_data_file
 
         args.scan = tori_data_file(read_tori(args.tori)) if args.tori else None
@@ -75,11 +77,12 @@ def _run(args: argparse.Namespace) -> int:
             lf.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
             lf.flush()
 
-        log(f"teravox run --scan {args.scan} --out {args.out}")
+        log(f"teravox run --{'scan-sheet' if args.scan_sheet else 'scan'} {args.scan_sheet or args.scan} --out {args.out}")
         try:
             summary = run_pipeline(args.scan, out, params, jobs=args.jobs, force=args.force,
                                    executor=make_executor(args, out), progress=not args.no_progress,
-                                   cpus_per_job=args.cpus_per_job, time_per_job_s=args.time_per_job * 60, log=log)
+                                   cpus_per_job=args.cpus_per_job, time_per_job_s=args.time_per_job * 60,
+                                   sheet=args.scan_sheet, log=log)
         except Exception as exc:
             log(f"error: {exc}")
             raise

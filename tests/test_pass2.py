@@ -106,13 +106,14 @@ def test_merge_streams_under_budget(tmp_path):
     write_scan(scan, n_angles=8, n_rows=24, n_cols=16, noise=False, progress=False)
     with open_scan(scan) as s:
         plan = planmod.make_plan(s, from_mapping({"sino_chunks": 4, "memory": "400M"}), workdir=work)
-    budget = plan["memory"]["budget"]
-    n = 3000  # fake chunk files: 24 slices of 3000² float32 = 864 MB, over twice 400 MiB
+    # a budget below the planner's floor, so that the volume (twice the budget) stays small to write
+    budget = plan["memory"]["budget"] = 160 * 2**20
+    n = 1900  # fake chunk files: 24 slices of 1900² float32 = 347 MB, over twice 160 MiB
     plan["recon_shape"] = [24, n, n]
     plan["merge_block_rows"] = max(1, int((budget - planmod.JOB_BASE_BYTES) // 2 // (n * n * 4 * 2)))
     for c in plan["sino_chunks"]:
         with h5py.File(reconstruct.chunk_path(plan, c["index"]), "w") as f:
-            ds = f.create_dataset("/exchange/data", (c["stop"] - c["start"], n, n), np.float32, chunks=(1, 1000, 1000))
+            ds = f.create_dataset("/exchange/data", (c["stop"] - c["start"], n, n), np.float32, chunks=(1, 950, 950))
             for z in range(ds.shape[0]):
                 ds[z] = c["start"] + z
             provenance.write(f, stage="reconstruct", plan_digest=preprocess.digest(plan))

@@ -129,7 +129,7 @@ def test_resume_after_killed_worker(tmp_path):
     write_scan(scan, n_angles=120, n_rows=24, n_cols=64, seed=8, progress=False)
     ref = tmp_path / "ref"
     assert teravox("run", "--scan", scan, "--out", ref, "--proj-chunks", "3", "--sino-chunks", "3",
-                   "--no-progress").returncode == 0
+                   "--jobs", "1", "--no-progress").returncode == 0
     out = tmp_path / "out"
     args = [sys.executable, "-m", "teravox.cli", "run", "--scan", str(scan), "--out", str(out),
             "--proj-chunks", "3", "--sino-chunks", "3", "--jobs", "1", "--no-progress"]
@@ -157,7 +157,9 @@ def test_resume_after_killed_worker(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "preprocess: all 3 chunk(s) already complete, skipped" in res.stdout
     with h5py.File(ref / "r_recon.h5") as a, h5py.File(out / "r_recon.h5") as b:
-        np.testing.assert_array_equal(a["/exchange/data"][()], b["/exchange/data"][()])
+        x, y = a["/exchange/data"][()], b["/exchange/data"][()]
+    # same threads per job in both runs; multithreaded NUFFT sums may still differ in the last bits
+    assert np.max(np.abs(x - y)) <= 1e-6 * float(x.max() - x.min())
 
 
 def test_bad_input(tmp_path):

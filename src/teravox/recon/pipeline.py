@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from teravox import resources
 from teravox.config import Params
 
 
@@ -92,13 +93,15 @@ def reconstruct_block(block: np.ndarray, theta: np.ndarray, params: Params, geom
         from teravox.post.rings import remove_rings_sinogram
 
         sinos = remove_rings_sinogram(sinos, snr=params.ring_snr, size=params.ring_size)
+    measured = None
     if geom.pad_width and params.pad != "none":
+        measured = (geom.pad_width, geom.pad_width + sinos.shape[2])
         sinos = sinogram.pad(sinos, geom.pad_width, params.pad)
         center = center + geom.pad_width
     slices = reconstruct(sinos, theta, center, backend=params.backend, n=geom.n_out,
-                         filter_name=params.filter_name, threads=params.threads,
+                         filter_name=params.filter_name, threads=resources.threads(params.threads),
                          eps=params.fourier_eps, upsampfac=params.fourier_upsampfac,
-                         algorithm=params.algorithm)
+                         algorithm=params.algorithm, measured=measured)
     del sinos
     if params.rings in ("fft", "wavelet-fft"):
         from teravox.post.rings import remove_rings

@@ -10,7 +10,6 @@ imported lazily by name, so that importing teravox never imports CuPy or TomoPy.
 from __future__ import annotations
 
 import importlib
-import os
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -74,15 +73,12 @@ def absent_error(name: str, why: str) -> ParamError:
 
 
 def resolve_threads(threads: int) -> int:
-    """Threads to use: ``threads`` if positive, else the cores this process may run on."""
+    """Threads to use: ``threads`` if positive, else the cores this job was given."""
+    from teravox.resources import threads as job_threads
+
     if threads < 0:
         raise ParamError(f"threads must be 0 (all cores) or positive, got {threads}")
-    if threads > 0:
-        return threads
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    return job_threads(threads)
 
 
 def check_inputs(sinos: np.ndarray, theta: np.ndarray, center: float,

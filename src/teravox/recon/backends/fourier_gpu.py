@@ -53,6 +53,7 @@ class _DeviceGeometry:
         self.arrs = {key: cp.asarray(value) for key, value in layout.arrays().items()}
         self.x = cp.asarray(layout.x)
         self.y = cp.asarray(layout.y)
+        self.mask = None if layout.mask is None else cp.asarray(layout.mask)
         self.compute = cp.cuda.Stream(non_blocking=True)
         self.upload = cp.cuda.Stream(non_blocking=True)
         self.download = cp.cuda.Stream(non_blocking=True)
@@ -210,6 +211,8 @@ def reconstruct(sinos: np.ndarray, theta: np.ndarray, center: float, *, n: int |
                     cp.cuda.Device().synchronize()
                 dev_out[slot][0: 2 * used: 2] = image[:used].real
                 dev_out[slot][1: 2 * used: 2] = image[:used].imag
+                if geo.mask is not None:  # zero beyond the detector's reach, as on the CPU
+                    dev_out[slot][: 2 * used] *= geo.mask
                 computed[slot] = geo.compute.record()
             geo.download.wait_event(computed[slot])
             dev_out[slot].get(stream=geo.download, out=host_out[slot])

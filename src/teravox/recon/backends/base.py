@@ -47,6 +47,22 @@ class Backend(Protocol):
     ) -> np.ndarray: ...
 
 
+class BackendBase:
+    """Shared by the backend classes: available exactly when nothing is absent."""
+
+    name: str
+    hardware: str
+
+    @classmethod
+    def why_absent(cls) -> str:
+        """Empty when usable, else the reason (for the error that lists the backends)."""
+        raise NotImplementedError
+
+    @classmethod
+    def is_available(cls) -> bool:
+        return not cls.why_absent()
+
+
 def backend_class(name: str) -> type:
     """The backend class registered under ``name`` (imports its module, not its library)."""
     module, cls = REGISTRY[name]

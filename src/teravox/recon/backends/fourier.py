@@ -589,15 +589,11 @@ def reconstruct(sinos: np.ndarray, theta: np.ndarray, center: float, *, n: int |
     return result
 
 
-class FourierBackend:
+class FourierBackend(base.BackendBase):
     """CPU default: NUFFT-based filtered backprojection with finufft."""
 
     name = "fourier"
     hardware = "CPU (finufft)"
-
-    @classmethod
-    def is_available(cls) -> bool:
-        return not cls.why_absent()
 
     @classmethod
     def why_absent(cls) -> str:

@@ -235,15 +235,11 @@ def reconstruct(sinos: np.ndarray, theta: np.ndarray, center: float, *, n: int |
     return result
 
 
-class FourierGpuBackend:
+class FourierGpuBackend(base.BackendBase):
     """GPU: NUFFT-based filtered backprojection with CuPy and cufinufft."""
 
     name = "fourier-gpu"
     hardware = "NVIDIA GPU (CuPy + cufinufft)"
-
-    @classmethod
-    def is_available(cls) -> bool:
-        return not cls.why_absent()
 
     @classmethod
     def why_absent(cls) -> str:

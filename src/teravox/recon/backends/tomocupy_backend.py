@@ -95,15 +95,11 @@ def reconstruct(sinos: np.ndarray, theta: np.ndarray, center: float, *, n: int |
     return np.ascontiguousarray(_fit(rec, n)[:, ::-1, :])
 
 
-class TomocupyBackend:
+class TomocupyBackend(base.BackendBase):
     """Adapter to TomoCuPy (NVIDIA GPU), used when it imports and a device is present."""
 
     name = "tomocupy"
     hardware = "NVIDIA GPU (TomoCuPy)"
-
-    @classmethod
-    def is_available(cls) -> bool:
-        return not cls.why_absent()
 
     @classmethod
     def why_absent(cls) -> str:

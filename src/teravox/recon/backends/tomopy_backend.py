@@ -75,15 +75,11 @@ def reconstruct(sinos: np.ndarray, theta: np.ndarray, center: float, *, n: int |
     return np.ascontiguousarray(rec[:, ::-1, :], dtype=np.float32)
 
 
-class TomopyBackend:
+class TomopyBackend(base.BackendBase):
     """Adapter to TomoPy (CPU), used when TomoPy imports."""
 
     name = "tomopy"
     hardware = "CPU (TomoPy)"
-
-    @classmethod
-    def is_available(cls) -> bool:
-        return not cls.why_absent()
 
     @classmethod
     def why_absent(cls) -> str:

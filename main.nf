@@ -93,13 +93,14 @@ workflow {
         .map { key, chunks -> [key.getGroupTarget(), chunks.sort { c -> c.name }] }
     MERGE(ch_plan.join(ch_recon_chunks))
 
-    // -- REPORT: reads the raw scan, projections.h5 and the merged volume
+    // -- REPORT: reads the raw scan, projections.h5, the merged volume (and shifts.json when stitched)
     REPORT(
         ch_plan_raw
             .join(COLLECT.out.projections)
             .join(MERGE.out.volume)
-            .map { meta, plan, raw, projections, proj_chunks, volume ->
-                [meta, plan, projections, proj_chunks, volume, raw]
+            .join(ch_shifts)
+            .map { meta, plan, raw, projections, proj_chunks, volume, shifts ->
+                [meta, plan, projections, proj_chunks, volume, raw, shifts]
             }
     )
 

@@ -9,7 +9,7 @@ process REPORT {
     container "${params.container_cpu}"
 
     input:
-    tuple val(meta), path(plan), path(projections), path(proj_chunks), path(volume), path(raw)
+    tuple val(meta), path(plan), path(projections), path(proj_chunks), path(volume), path(raw), path(shifts)
 
     output:
     tuple val(meta), path("${meta.id}_report.pdf"), emit: report
@@ -17,8 +17,9 @@ process REPORT {
     path 'versions.yml', emit: versions
 
     script:
+    def shifts_arg = shifts ? "--shifts ${shifts}" : ''
     """
-    teravox-report --plan ${plan} --projections ${projections} --volume ${volume} -o ${meta.id}_report.pdf
+    teravox-report --plan ${plan} --projections ${projections} --volume ${volume} ${shifts_arg} -o ${meta.id}_report.pdf
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

@@ -144,7 +144,7 @@ def test_graph_edges_need_no_language_server():
         ("plan", "stitch-align"), ("plan", "preprocess"), ("stitch-align", "preprocess"),
         ("plan", "collect"), ("preprocess", "collect"), ("plan", "reconstruct"),
         ("collect", "reconstruct"), ("plan", "merge"), ("reconstruct", "merge"),
-        ("plan", "report"), ("collect", "report"), ("merge", "report"),
+        ("plan", "report"), ("stitch-align", "report"), ("collect", "report"), ("merge", "report"),
         ("plan", "cleanup"), ("merge", "cleanup"), ("report", "cleanup"),
     }
 

@@ -168,8 +168,8 @@ def test_preprocess_peak_memory_under_budget(tmp_path):
                                  workdir=tmp_path)
     assert plan["proj_subchunk_rows"] < 128  # the budget forces several subchunks
     planmod.save(plan, tmp_path / "plan.json")
-    code = ("import resource, sys; from teravox.cli import main; rc = main(sys.argv[1:]); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024); sys.exit(rc)")
+    code = ("import sys; from teravox.cli import main; from teravox.resources import peak_rss; "
+            "rc = main(sys.argv[1:]); print(peak_rss()); sys.exit(rc)")
     res = subprocess.run([sys.executable, "-c", code, "preprocess", "--plan", str(tmp_path / "plan.json"),
                           "--chunk", "0"], capture_output=True, text=True, check=True)
     peak = int(res.stdout.strip().splitlines()[-1])

@@ -119,8 +119,8 @@ def test_merge_streams_under_budget(tmp_path):
             provenance.write(f, stage="reconstruct", plan_digest=preprocess.digest(plan))
     assert 24 * n * n * 4 > 2 * budget
     (work / "plan.json").write_text(json.dumps(plan))
-    code = ("import resource, sys; from teravox.cli import main; rc = main(sys.argv[1:]); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024); sys.exit(rc)")
+    code = ("import sys; from teravox.cli import main; from teravox.resources import peak_rss; "
+            "rc = main(sys.argv[1:]); print(peak_rss()); sys.exit(rc)")
     res = subprocess.run([sys.executable, "-c", code, "merge", "--plan", str(work / "plan.json")],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr

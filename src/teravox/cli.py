@@ -57,7 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"teravox: error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(f"teravox.stages.{COMMANDS[name][0]}")
-    return module.main(rest)
+    try:
+        return module.main(rest)
+    finally:
+        from teravox.resources import write_peak_file
+
+        write_peak_file()
 
 
 def stage_main(name: str) -> None:

@@ -38,7 +38,7 @@ STAGES: tuple[Stage, ...] = (
           fanout="sino_chunks", outputs=("recon_<j>.h5",)),
     Stage("merge", "MERGE", "process_merge", ("plan", "reconstruct"),
           outputs=("<scan>_recon.h5",)),
-    Stage("report", "REPORT", "process_report", ("plan", "collect", "merge"),
+    Stage("report", "REPORT", "process_report", ("plan", "stitch-align", "collect", "merge"),
           outputs=("<scan>_report.pdf",)),
     Stage("cleanup", "CLEANUP", "process_cleanup", ("plan", "merge", "report")),
 )

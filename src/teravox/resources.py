@@ -26,3 +26,33 @@ def total_memory() -> int:
     import psutil
 
     return int(psutil.virtual_memory().total)
+
+
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes.
+
+    Read from ``VmHWM`` (the high-water mark of this process's own address space): Linux's
+    ``ru_maxrss`` keeps the parent's high-water mark across fork and exec, so a job started
+    by a large process (a test runner) would report the parent's memory as its own.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def write_peak_file() -> None:
+    """At exit, write :func:`peak_rss` to ``$TERAVOX_PEAK_FILE`` (how executors learn a job's peak)."""
+    path = os.environ.get("TERAVOX_PEAK_FILE")
+    if path:
+        try:
+            with open(path, "w") as fh:
+                fh.write(str(peak_rss()))
+        except OSError:
+            pass

@@ -76,6 +76,10 @@ class LocalExecutor:
                     if self.threads_per_job:
                         env["TERAVOX_THREADS"] = str(self.threads_per_job)
                         env.setdefault("OMP_NUM_THREADS", str(self.threads_per_job))
+                    peak_file = job.log.with_suffix(".peak") if job.log else None
+                    if peak_file is not None:
+                        peak_file.unlink(missing_ok=True)
+                        env["TERAVOX_PEAK_FILE"] = str(peak_file)
                     log = open(job.log, "ab") if job.log else subprocess.DEVNULL  # noqa: SIM115
                     proc = subprocess.Popen(job.argv(), stdout=log, stderr=subprocess.STDOUT, env=env)
                     running[proc.pid] = (job, proc, time.perf_counter(), log)
@@ -88,8 +92,7 @@ class LocalExecutor:
                 proc.returncode = os.waitstatus_to_exitcode(status)
                 if log is not subprocess.DEVNULL:
                     log.close()
-                # ru_maxrss is in KiB on Linux
-                res = JobResult(job, proc.returncode, time.perf_counter() - t0, rusage.ru_maxrss * 1024)
+                res = JobResult(job, proc.returncode, time.perf_counter() - t0, _peak(job, rusage))
                 results.append(res)
                 if on_done:
                     on_done(res)
@@ -105,3 +108,14 @@ class LocalExecutor:
                     proc.kill()
             raise
         return results
+
+
+def _peak(job: Job, rusage: os.struct_rusage) -> int:
+    """The job's own peak RSS (it writes it at exit); the kernel's figure as a fallback,
+    which also counts the high-water mark this process had when it started the job."""
+    if job.log is not None:
+        try:
+            return int(job.log.with_suffix(".peak").read_text())
+        except (OSError, ValueError):
+            pass
+    return rusage.ru_maxrss * 1024  # KiB on Linux

@@ -24,7 +24,6 @@ import dataclasses
 import math
 import os
 import re
-import resource
 import signal
 import subprocess
 import sys
@@ -85,6 +84,7 @@ def run_stage(stage: str, args: list[str], threads: int) -> dict[str, float]:
     Returns the stage's wall time and the process's peak resident memory (bytes).
     """
     from teravox.cli import main
+    from teravox.resources import peak_rss
 
     # The sbatch script already exported these before Python (and numpy) started; set
     # them again for callers that run this function another way.
@@ -105,9 +105,8 @@ def run_stage(stage: str, args: list[str], threads: int) -> dict[str, float]:
         # The stage's own one-line error is the useful part of the message.
         raise StageJobFailed(f"teravox {stage} exited with status {status}"
                              + (f": {err.last}" if err.last else ""))
-    # ru_maxrss is in KiB on Linux
     return {"seconds": time.perf_counter() - t0,
-            "peak_rss": float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)}
+            "peak_rss": float(peak_rss())}
 
 
 def sbatch_options(extra: Sequence[str]) -> dict[str, str | bool]:

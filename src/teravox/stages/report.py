@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--volume", default=None, help="<scan>_recon.h5 (default: in the workdir)")
     p.add_argument("-o", "--output", default=None, help="PDF to write (default: <workdir>/<scan>_report.pdf)")
     p.add_argument("--timings", default=None, help="JSON file of stage timings")
+    p.add_argument("--shifts", default=None,
+                   help="shifts.json of stitch-align (multi-scan; default: <workdir>/shifts.json)")
     return p
 
 
@@ -48,7 +50,8 @@ def _angle_step(n: int) -> int:
     return max(1, math.ceil(n / MAX_SINOGRAM_ANGLES))
 
 
-def gather(plan: dict, projections: Path, volume: Path, timings: dict | None = None) -> ReportData:
+def gather(plan: dict, projections: Path, volume: Path, timings: dict | None = None,
+           shifts: Path | None = None) -> ReportData:
     from teravox.prep.pipeline import steps as prep_steps
     from teravox.recon.pipeline import steps as recon_steps
     from teravox.stages.collect import read_resolved
@@ -115,7 +118,7 @@ def gather(plan: dict, projections: Path, volume: Path, timings: dict | None = N
         extra=extra,
     )
     stitched = {}
-    shifts = planmod.workdir(plan) / "shifts.json"
+    shifts = Path(shifts) if shifts else planmod.workdir(plan) / "shifts.json"
     if "scans" in plan and shifts.exists():
         from teravox.stitch.source import cost_maps, stitched_projection
 
@@ -130,13 +133,14 @@ def gather(plan: dict, projections: Path, volume: Path, timings: dict | None = N
 
 
 def run(plan: dict, projections: str | Path | None = None, volume: str | Path | None = None,
-        output: str | Path | None = None, timings: dict | None = None) -> Path:
+        output: str | Path | None = None, timings: dict | None = None,
+        shifts: str | Path | None = None) -> Path:
     from teravox.stages.collect import output_path as projections_path
     from teravox.stages.merge import output_path as volume_path
 
     proj = Path(projections) if projections else projections_path(plan)
     vol = Path(volume) if volume else volume_path(plan)
-    data = gather(plan, proj, vol, timings)
+    data = gather(plan, proj, vol, timings, Path(shifts) if shifts else None)
     out = output_path(plan, output)
     write_report(data, out)
     return out
@@ -145,7 +149,7 @@ def run(plan: dict, projections: str | Path | None = None, volume: str | Path | 
 def _run(args: argparse.Namespace) -> int:
     plan = planmod.load(args.plan)
     timings = json.loads(Path(args.timings).read_text()) if args.timings and Path(args.timings).exists() else None
-    out = run(plan, args.projections, args.volume, args.output, timings)
+    out = run(plan, args.projections, args.volume, args.output, timings, args.shifts)
     print(f"wrote {out}")
     return 0
 

@@ -9,8 +9,8 @@ drift recorded by the monitor, zingers, 10 flats and 10 darks) is planned as one
 chunk with the common corrections on: flat/dark, I0 from the beam monitor, outliers (3×3,
 dif 0.1) and Paganin with physical values (the defaults: 25 keV, 5 cm, 1.3 µm pixels,
 δ/β 200, a kernel support of 52 rows).  Then, each in a child process whose peak resident set
-size, CPU time and wall time come from ``os.wait4`` (the kernel's accounting for that child
-alone, as ``/usr/bin/time -v`` and the local runner report it):
+size comes from ``/usr/bin/time`` (``os.wait4`` without it) and CPU and wall time from
+``os.wait4``:
 
 * the job, ``teravox preprocess --plan plan.json --chunk 0``, with the file evicted from the
   page cache first (``posix_fadvise(DONTNEED)``, so it is read from disk) and, with
@@ -99,16 +99,35 @@ class Child:
         return self.user + self.sys
 
 
+TIMER = shutil.which("time", path="/usr/bin:/bin")
+
+
 def run_child(cmd: list[str], log: Path, env: dict | None = None) -> Child:
-    """Run ``cmd`` (output to ``log``) and measure it with ``wait4``: this child alone."""
+    """Run ``cmd`` (output to ``log``); wall time, and CPU time and peak RSS from ``wait4``.
+
+    Linux carries a parent's memory high-water mark into a child it forks and execs, so a
+    child of this (large) process could report this process's peak as its own.  With
+    ``/usr/bin/time`` (a small C program) between them the child starts from time's
+    footprint, and time reports the child's own peak and page faults.
+    """
     la0, busy0 = load(), cpu_times()
+    stats = log.with_name(log.name + ".time") if TIMER and log != Path(os.devnull) else None
+    argv = [TIMER, "-f", "%M %R", "-o", str(stats), *cmd] if stats else cmd
     t0 = time.perf_counter()
     with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env)
         _, status, ru = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return Child(proc.returncode, wall, ru.ru_utime, ru.ru_stime, ru.ru_maxrss * 1024, ru.ru_minflt,
+    peak, minflt = ru.ru_maxrss * 1024, ru.ru_minflt
+    if stats:
+        try:
+            kib, flt = stats.read_text().split()[-2:]
+            peak, minflt = int(kib) * 1024, int(flt)
+        except (OSError, ValueError):
+            pass
+        stats.unlink(missing_ok=True)
+    return Child(proc.returncode, wall, ru.ru_utime, ru.ru_stime, peak, minflt,
                  others(busy0, ru.ru_utime, ru.ru_stime), la0, load())
 
 
@@ -366,8 +385,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{c.user:7.1f}+{c.sys:<5.1f}    | {c.minflt / 1e6:9.2f} M | {c.peak / MIB:12.0f} | {c.peak / budget:8.2f} | "
                   f"{c.peak / estimate:15.2f} | {fmt_others(c.others):>19} | {c.load_before} -> {c.load_after} |")
         print(f"\nbudget {budget / MIB:.0f} MiB (--memory {args.memory}); plan's estimate {estimate / MIB:.0f} MiB; "
-              f"peak RSS and minor page faults from os.wait4 of the job's process (kernel accounting, as "
-              "/usr/bin/time -v); others CPU s: CPU time the rest of the machine used meanwhile, user / system "
+              "peak RSS and minor page faults of the job's process ("
+              + ("/usr/bin/time" if TIMER else "os.wait4: at least the peak of this process") + "); "
+              "others CPU s: CPU time the rest of the machine used meanwhile, user / system "
               "(other users' work; kernel threads such as the writeback of the output) / steal (the hypervisor)")
         print("\nreferences, same file, same run (MB/s of the bytes each one moves; the job's raw MB/s counts "
               "the chunk once):")

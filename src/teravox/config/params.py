@@ -304,7 +304,18 @@ def add_arguments(parser: Any, sections: tuple[str, ...] = SECTIONS) -> None:
                 continue
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             flag = "--" + name.replace("_", "-")
-            extra = {"nargs": "?", "const": "true", "metavar": "BOOL"} if _HINTS[name] is bool else {"metavar": "VALUE"}
+            hint = _HINTS[name]
+            choices = [c for a in (get_args(hint) if get_origin(hint) in (typing.Union, types.UnionType) else (hint,))
+                       if get_origin(a) is Literal for c in get_args(a)]
+            others = [a for a in (get_args(hint) if get_origin(hint) in (typing.Union, types.UnionType) else (hint,))
+                      if get_origin(a) is not Literal and a is not type(None)]
+            if choices and others:  # e.g. center: a number or 'auto'
+                metavar = "NUMBER|" + "|".join(map(str, choices))
+            elif choices:
+                metavar = "{" + ",".join(map(str, choices)) + "}"
+            else:
+                metavar = "VALUE"
+            extra = {"nargs": "?", "const": "true", "metavar": "BOOL"} if hint is bool else {"metavar": metavar}
             group.add_argument(flag, dest=f"param_{name}", default=None,
                                help=f"{f.metadata['help']} (default: {default})", **extra)
 

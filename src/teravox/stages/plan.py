@@ -15,6 +15,7 @@ from teravox.stages._common import add_param_sources, cli_entry, resolve_params
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="teravox plan",
+        usage="teravox plan (SCAN | --scan-sheet FILE) [-o plan.json] [options]",
         description="Plan the chunk jobs of a reconstruction from the scan's metadata and the "
                     "parameters (no pixel is read). Writes plan.json, which every later stage reads.",
         epilog="example: teravox plan scan.h5 --center 1024.5 --proj-chunks 8 --sino-chunks 4 "

@@ -20,6 +20,7 @@ from teravox.stages._common import add_param_sources, cli_entry, resolve_params
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="teravox run",
+        usage="teravox run (--scan SCAN | --scan-sheet FILE | --tori FILE) --out DIR [options]",
         description=__doc__.split("\n\n")[0].split(": ", 1)[1] + "\n\n" + __doc__.split("\n\n")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"

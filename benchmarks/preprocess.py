@@ -414,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
               f"({100 * rd[1] / cold.wall:.0f} %), writing its output {wr[1]:.1f} s ({100 * wr[1] / cold.wall:.0f} %), "
               f"corrections {total:.1f} s ({100 * total / cold.wall:.0f} %), start-up and imports {startup:.1f} s "
               f"({100 * startup / cold.wall:.0f} %); the rest {cold.wall - rd[1] - wr[1] - total - startup:.1f} s "
-              "(flats/darks, dtype conversions and copies, guards, the HDF5 output's chunk writes)")
+              "(flats/darks, dtype conversions and copies, guards, the HDF5 output's chunk writes, and the "
+              f"kernel's first touch of fresh memory: the job spent {cold.sys:.1f} s in the kernel)")
         print("\nreproduce: python benchmarks/preprocess.py " + shlex.join(argv))
         print("the job alone: " + shlex.join(["teravox", "plan", "SCAN", "-o", "plan.json", *plan_cmd[8:]])
               + " && teravox preprocess --plan plan.json --chunk 0")

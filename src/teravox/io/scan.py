@@ -135,6 +135,18 @@ class Scan:
             raise InputError(self.path, None, "no dark fields found")
         return self._read(self._darks, self._dark_frames, slice(None), rows, cols, "darks")
 
+    def read_fields(self, rows: slice = slice(None), cols: slice = slice(None), *,
+                    flat_method: str = "mean", dark_method: str = "mean"
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Combined (rows, cols) flat, dark and after-scan flat (None without one), float32."""
+        from teravox.prep.flatdark import combine
+
+        flat = combine(self.read_flats(rows, cols), flat_method)
+        dark = combine(self.read_darks(rows, cols), dark_method)
+        after = (combine(self.read_flats(rows, cols, after=True), flat_method)
+                 if self.n_flats_after else None)
+        return flat, dark, after
+
     def _read(self, ds: Any, frames: np.ndarray | None, index: slice | np.ndarray,
               rows: slice, cols: slice, what: str) -> np.ndarray:
         try:

@@ -51,12 +51,6 @@ def hdf5_chunks(n_proj: int, n_rows: int, n_cols: int) -> tuple[int, int, int]:
     return (angles, rows, cols)
 
 
-def _combine(frames: np.ndarray, method: str) -> np.ndarray:
-    from teravox.prep.flatdark import combine
-
-    return combine(frames, method)
-
-
 def run_chunk(plan: dict, index: int, outdir: str | Path | None = None, progress: bool = False,
               shifts: str | Path | None = None) -> Path:
     if "scans" in plan:
@@ -95,10 +89,8 @@ def run_chunk(plan: dict, index: int, outdir: str | Path | None = None, progress
                 raw = scan.read_projections(idx, rows, cols)
                 flat = dark = flat_after = None
                 if params.flat_dark:
-                    flat = _combine(scan.read_flats(rows, cols), params.flat_method)
-                    dark = _combine(scan.read_darks(rows, cols), params.dark_method)
-                    if scan.n_flats_after:
-                        flat_after = _combine(scan.read_flats(rows, cols, after=True), params.flat_method)
+                    flat, dark, flat_after = scan.read_fields(rows, cols, flat_method=params.flat_method,
+                                                              dark_method=params.dark_method)
                 try:
                     corrected, c = correct_block(
                         raw, params, flat=flat, dark=dark, flat_after=flat_after, indices=idx,
@@ -183,11 +175,12 @@ def _air_levels(scan, params, plan: dict, idx: np.ndarray) -> np.ndarray:  # noq
     rows = slice(r0, r1)
 
     def normalized(indices: np.ndarray, cols: slice) -> np.ndarray:
-        flat = dark = None
+        flat = dark = after = None
         if params.flat_dark:
-            flat = _combine(scan.read_flats(rows, cols), params.flat_method)
-            dark = _combine(scan.read_darks(rows, cols), params.dark_method)
-        return normalize_block(scan.read_projections(indices, rows, cols), params, flat=flat, dark=dark)[0]
+            flat, dark, after = scan.read_fields(rows, cols, flat_method=params.flat_method,
+                                                 dark_method=params.dark_method)
+        return normalize_block(scan.read_projections(indices, rows, cols), params, flat=flat, dark=dark,
+                               flat_after=after, indices=indices, n_total=scan.n_proj)[0]
 
     if params.i0_air_cols is not None:
         a, b = params.i0_air_cols

@@ -54,12 +54,6 @@ def plan_row(entry: dict[str, Any]) -> SheetRow:
     return SheetRow(file=Path(entry["path"]), position=float(entry["position_px"]), unit="px", **side)
 
 
-def _combine(frames: np.ndarray, method: str) -> np.ndarray:
-    from teravox.prep.flatdark import combine
-
-    return combine(frames, method)
-
-
 def normalize_scan_block(scan: Any, params: Any, indices: np.ndarray, rows: slice,
                          cols: slice = slice(None), *, i0_reference: float | None = None
                          ) -> tuple[np.ndarray, Counts]:
@@ -68,10 +62,8 @@ def normalize_scan_block(scan: Any, params: Any, indices: np.ndarray, rows: slic
     raw = scan.read_projections(indices, rows, cols)
     flat = dark = flat_after = None
     if params.flat_dark:
-        flat = _combine(scan.read_flats(rows, cols), params.flat_method)
-        dark = _combine(scan.read_darks(rows, cols), params.dark_method)
-        if scan.n_flats_after:
-            flat_after = _combine(scan.read_flats(rows, cols, after=True), params.flat_method)
+        flat, dark, flat_after = scan.read_fields(rows, cols, flat_method=params.flat_method,
+                                                  dark_method=params.dark_method)
     try:
         block, counts = normalize_block(raw, params, flat=flat, dark=dark, flat_after=flat_after,
                                         indices=indices, n_total=scan.n_proj)

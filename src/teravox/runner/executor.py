@@ -59,12 +59,16 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, parallel: int = 1, threads_per_job: int | None = None):
+    def __init__(self, parallel: int = 1, threads_per_job: int | None = None, cpus: int | None = None):
         self.parallel = max(1, parallel)
         self.threads_per_job = threads_per_job
+        self.cpus = cpus  # with it, a stage of fewer jobs than `parallel` gives each more threads
 
     def run_jobs(self, jobs: list[Job], on_done=None) -> list[JobResult]:  # noqa: ANN001
         pending = list(jobs)
+        threads = self.threads_per_job
+        if self.cpus:
+            threads = max(1, self.cpus // max(1, min(self.parallel, len(jobs))))
         running: dict[int, tuple[Job, subprocess.Popen, float, object]] = {}
         results: list[JobResult] = []
         failed = False
@@ -73,9 +77,9 @@ class LocalExecutor:
                 while pending and not failed and len(running) < self.parallel:
                     job = pending.pop(0)
                     env = dict(os.environ)
-                    if self.threads_per_job:
-                        env["TERAVOX_THREADS"] = str(self.threads_per_job)
-                        env.setdefault("OMP_NUM_THREADS", str(self.threads_per_job))
+                    if threads:
+                        env["TERAVOX_THREADS"] = str(threads)
+                        env.setdefault("OMP_NUM_THREADS", str(threads))
                     peak_file = job.log.with_suffix(".peak") if job.log else None
                     if peak_file is not None:
                         peak_file.unlink(missing_ok=True)

@@ -129,9 +129,11 @@ def run_pipeline(scan: str | Path | None, outdir: str | Path, params: Params, *,
             for p in outdir.glob(name):
                 p.unlink()
     if executor is None:
+        from teravox.resources import cpus_available
+
         n, threads = parallel_jobs(plan["memory"]["budget"], jobs)
-        executor = LocalExecutor(n, threads)
-        log(f"local executor: {n} job(s) at a time, {threads} thread(s) each")
+        executor = LocalExecutor(n, threads, cpus=cpus_available())
+        log(f"local executor: up to {n} job(s) at a time, {cpus_available()} core(s) shared among them")
     timings: dict[str, float] = {}
     stages: list[StageTiming] = []
     keep = params.keep_intermediates

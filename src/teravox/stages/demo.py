@@ -68,7 +68,8 @@ def _run(args: argparse.Namespace) -> int:
                    center=None, seed=1, progress=True)
     print(f"synthetic scan: {scan} ({time.perf_counter() - t0:.1f} s)")
     params = from_mapping({"center": "auto", "i0": "monitor", "outliers": True, "outlier_dif": 0.2,
-                           "stripe_recon": "sorting", "memory": "2G", "proj_chunks": 4, "sino_chunks": 4,
+                           "stripe_recon": "sorting", "stripe_sm_size": 5, "memory": "2G",
+                           "proj_chunks": 4, "sino_chunks": 4,
                            "keep_intermediates": args.keep_intermediates})
     summary = run_pipeline(scan, out, params, jobs=args.jobs, progress=True)
     print(summary.table())

@@ -94,14 +94,12 @@ def jobs_for(stage: graph.Stage, plan: dict, plan_path: Path, outdir: Path, skip
     return [Job(stage.name, None, args, budget, cpus, time_s, log=logs / f"{stage.name}.log")], 0
 
 
-def parallel_jobs(budget: int, requested: int | None) -> tuple[int, int]:
-    """Jobs at once (cores and memory allow) and threads for each."""
+def parallel_jobs(budget: int, requested: int | None) -> int:
+    """Jobs at once: as many as requested, else as cores allow, and as memory allows."""
     from teravox.resources import cpus_available, total_memory
 
-    cpus = cpus_available()
     by_memory = max(1, int(total_memory() * 0.8 // max(budget, 1)))
-    n = max(1, min(requested or cpus, by_memory))
-    return n, max(1, cpus // n)
+    return max(1, min(requested or cpus_available(), by_memory))
 
 
 def run_pipeline(scan: str | Path | None, outdir: str | Path, params: Params, *, jobs: int | None = None,
@@ -131,8 +129,8 @@ def run_pipeline(scan: str | Path | None, outdir: str | Path, params: Params, *,
     if executor is None:
         from teravox.resources import cpus_available
 
-        n, threads = parallel_jobs(plan["memory"]["budget"], jobs)
-        executor = LocalExecutor(n, threads, cpus=cpus_available())
+        n = parallel_jobs(plan["memory"]["budget"], jobs)
+        executor = LocalExecutor(n, cpus=cpus_available())
         log(f"local executor: up to {n} job(s) at a time, {cpus_available()} core(s) shared among them")
     timings: dict[str, float] = {}
     stages: list[StageTiming] = []

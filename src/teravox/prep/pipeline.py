@@ -2,12 +2,15 @@
 
 Order (each step switchable): flat/dark normalisation → I0 / top-up → outliers →
 stripes (on the block's partial sinograms) → air correction → Paganin.  Pure: arrays
-in, arrays out; the projection-chunk stage owns the files.
+in, arrays out — except :func:`read_normalized`, which reads the block from an open scan
+(its twin for several scans is :class:`teravox.stitch.source.StitchedSource`); the
+projection-chunk stage owns the files.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -86,22 +89,51 @@ def normalize_block(raw: np.ndarray, params: Params, *, flat: np.ndarray | None,
     return block, counts
 
 
-def correct_normalized(block: np.ndarray, params: Params, counts: Counts, *, i0: np.ndarray | None = None,
-                       i0_reference: float | None = None, air_level: np.ndarray | None = None,
-                       physics: Physics | None = None) -> np.ndarray:
-    """The rest of the chain after normalisation (I0, outliers, stripes, air, Paganin).
+def read_normalized(scan: Any, params: Params, indices: np.ndarray, rows: slice,
+                    cols: slice = slice(None), *, i0_reference: float | None = None
+                    ) -> tuple[np.ndarray, Counts]:
+    """Read projections ``indices`` × rows × cols of an open scan and normalise them (float32).
 
-    A job that sees only part of the scan passes what must be the same for every part:
-    ``i0_reference`` (the monitor's mean over the whole scan) and ``air_level`` (each
-    projection's air mean over its full height), so that chunking changes nothing.
+    The one step of pass 1 that touches a file: flat/dark normalisation with the scan's
+    own fields, then (``params.i0 == "monitor"``) division by its beam monitor relative to
+    ``i0_reference`` (default: the series' mean).  A single-scan job and the stitched
+    reader both start here; the rest is :func:`correct_normalized` with I0 switched off.
+    """
+    from teravox.errors import InputError
+
+    raw = scan.read_projections(indices, rows, cols)
+    flat = dark = flat_after = None
+    if params.flat_dark:
+        flat, dark, flat_after = scan.read_fields(rows, cols, flat_method=params.flat_method,
+                                                  dark_method=params.dark_method)
+    try:
+        block, counts = normalize_block(raw, params, flat=flat, dark=dark, flat_after=flat_after,
+                                        indices=indices, n_total=scan.n_proj)
+        if params.i0 == "monitor":
+            from teravox.prep.i0 import from_monitor
+
+            if scan.i0 is None:
+                raise InputError(scan.path, None, "i0=monitor but this scan has no beam-monitor series")
+            ref = float(np.mean(scan.i0)) if i0_reference is None else i0_reference
+            block = from_monitor(block, scan.i0[indices], reference=ref)
+    except ValueError as exc:  # a science function refused its input: say which file
+        raise InputError(scan.path, scan.data_path, f"rows {rows.start}..{rows.stop}: {exc}") from None
+    return block, counts
+
+
+def correct_normalized(block: np.ndarray, params: Params, counts: Counts, *,
+                       air_level: np.ndarray | None = None, physics: Physics | None = None) -> np.ndarray:
+    """The rest of the chain after normalisation (I0 from air, outliers, stripes, air, Paganin).
+
+    I0 from the beam monitor comes with the normalisation (:func:`read_normalized`).  A
+    job that sees only part of the scan passes ``air_level`` (each projection's air mean
+    over its full height), so that chunking changes nothing.
     """
     from teravox.prep import air, outliers, paganin, stripes
     from teravox.prep import i0 as i0mod
 
     threads = resources.threads(params.threads)
-    if params.i0 == "monitor":
-        block = i0mod.from_monitor(block, i0, reference=i0_reference)
-    elif params.i0 == "air":
+    if params.i0 == "air":
         block = i0mod.from_air(block, cols=params.i0_air_cols, level=air_level)
     if params.outliers:
         block, n = outliers.remove_outliers(block, params.outlier_dif, params.outlier_size)
@@ -120,18 +152,3 @@ def correct_normalized(block: np.ndarray, params: Params, counts: Counts, *, i0:
                                        energy_kev=ph.energy_kev, delta_beta=params.delta_beta,
                                        pad=params.paganin_pad, workers=threads)
     return block.astype(np.float32, copy=False)
-
-
-def correct_block(raw: np.ndarray, params: Params, *, flat: np.ndarray | None, dark: np.ndarray | None,
-                  flat_after: np.ndarray | None = None, indices: np.ndarray | None = None,
-                  n_total: int | None = None, i0: np.ndarray | None = None,
-                  i0_reference: float | None = None, air_level: np.ndarray | None = None,
-                  physics: Physics | None = None) -> tuple[np.ndarray, Counts]:
-    """Apply the whole pass-1 chain to ``raw`` (angles, rows, cols) → float32 of the same shape.
-
-    ``i0`` holds the beam-monitor values of these projections.
-    """
-    block, counts = normalize_block(raw, params, flat=flat, dark=dark, flat_after=flat_after,
-                                    indices=indices, n_total=n_total)
-    return correct_normalized(block, params, counts, i0=i0, i0_reference=i0_reference,
-                              air_level=air_level, physics=physics), counts

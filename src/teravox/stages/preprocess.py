@@ -11,16 +11,17 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from teravox import plan as planmod
-from teravox.errors import InputError, StageError
+from teravox.errors import StageError
 from teravox.io import open_scan_for, provenance
 from teravox.io.atomic import atomic_path
-from teravox.prep.pipeline import Counts, Physics, correct_block, steps
+from teravox.prep.pipeline import Counts, Physics, correct_normalized, read_normalized, steps
 from teravox.progress import bar
 from teravox.stages._common import cli_entry
 
@@ -53,112 +54,83 @@ def hdf5_chunks(n_proj: int, n_rows: int, n_cols: int) -> tuple[int, int, int]:
 
 def run_chunk(plan: dict, index: int, outdir: str | Path | None = None, progress: bool = False,
               shifts: str | Path | None = None) -> Path:
-    if "scans" in plan:
-        return _run_stitched_chunk(plan, index, outdir, progress, shifts)
+    """Pass 1 of projection chunk ``index``: one scan, or (a multi-scan plan) several
+    scans normalised, placed at their shifts and blended; then the rest of the chain."""
     params = planmod.params_of(plan)
-    ch = planmod.chunk(plan, "proj_chunks", index)
     sel = plan["selection"]
+    ch = planmod.chunk(plan, "proj_chunks", index)
     all_idx = np.asarray(sel["proj_indices"], dtype=np.int64)
     idx = all_idx[ch.start:ch.stop]
-    r0, r1 = sel["rows"]
     c0, c1 = sel["cols"]
-    n_rows, n_cols = r1 - r0, c1 - c0
+    if "scans" in plan:
+        from teravox.stitch.source import StitchedSource
+
+        shifts_path = Path(shifts) if shifts else planmod.workdir(plan) / "shifts.json"
+        if not shifts_path.exists():
+            raise StageError(f"{shifts_path}: shifts file does not exist (run `teravox stitch-align` first)")
+        with StitchedSource(plan, shifts_path, params) as src:
+            def read(rows: slice) -> tuple[np.ndarray, Counts]:
+                block, counts = src.read_normalized(idx, rows)
+                return block[:, :, c0:c1], counts
+
+            return _write_chunk(plan, index, outdir, progress, read, air_level=None,
+                                input=[s["path"] for s in plan["scans"]], shifts=str(shifts_path.resolve()))
+    with open_scan_for(plan["scan"]["path"], params) as scan:
+        planmod.check_scan_matches(plan, scan)
+        # what every chunk must share, so that the chunking changes nothing
+        i0_reference = float(np.mean(scan.i0[all_idx])) if scan.i0 is not None else None
+        air_level = _air_levels(scan, params, plan, idx) if params.i0 == "air" else None
+
+        def read(rows: slice) -> tuple[np.ndarray, Counts]:
+            return read_normalized(scan, params, idx, rows, slice(c0, c1), i0_reference=i0_reference)
+
+        return _write_chunk(plan, index, outdir, progress, read, air_level=air_level,
+                            input=plan["scan"]["path"], proj_indices=[int(idx[0]), int(idx[-1])])
+
+
+def _write_chunk(plan: dict, index: int, outdir: str | Path | None, progress: bool,
+                 read: Callable[[slice], tuple[np.ndarray, Counts]], air_level: np.ndarray | None,
+                 **provenance_extra: object) -> Path:
+    """The block loop every projection-chunk job shares: ``read`` gives the normalised
+    (I0-corrected) rows of a block plus overlap; the rest of the chain runs on them and the
+    rows without their overlap go into ``proj_<index>.h5``, atomically."""
+    params = planmod.params_of(plan)
+    ch = planmod.chunk(plan, "proj_chunks", index)
+    (r0, r1), (c0, c1) = plan["selection"]["rows"], plan["selection"]["cols"]
+    n_proj, n_rows, n_cols = ch.size, r1 - r0, c1 - c0
     overlap, block = plan["overlap_rows"], plan["proj_subchunk_rows"]
     physics = Physics(**plan["physics"])
     out = chunk_path(plan, index, outdir)
     t0 = time.perf_counter()
     counts = Counts()
-
-    with open_scan_for(plan["scan"]["path"], params) as scan:
-        planmod.check_scan_matches(plan, scan)
-        i0_all = scan.i0
-        cols = slice(c0, c1)
-        # what every chunk must share, so that the chunking changes nothing
-        i0_reference = float(np.mean(i0_all[all_idx])) if i0_all is not None else None
-        air_level = _air_levels(scan, params, plan, idx) if params.i0 == "air" else None
-        with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
-            ds = f.create_dataset("/exchange/data", shape=(idx.size, n_rows, n_cols), dtype=np.float32,
-                                  chunks=hdf5_chunks(idx.size, n_rows, n_cols))
-            ds.attrs["quantity"] = "transmission"
-            f.create_dataset("/exchange/theta", data=np.asarray(plan["theta_deg"])[ch.start:ch.stop])
-            starts = list(range(0, n_rows, block))
-            for b0 in bar(starts, desc=f"preprocess chunk {index}", unit="block", enable=progress):
-                b1 = min(b0 + block, n_rows)
-                lo, hi = max(0, b0 - overlap), min(n_rows, b1 + overlap)
-                rows = slice(r0 + lo, r0 + hi)
-                raw = scan.read_projections(idx, rows, cols)
-                flat = dark = flat_after = None
-                if params.flat_dark:
-                    flat, dark, flat_after = scan.read_fields(rows, cols, flat_method=params.flat_method,
-                                                              dark_method=params.dark_method)
-                try:
-                    corrected, c = correct_block(
-                        raw, params, flat=flat, dark=dark, flat_after=flat_after, indices=idx,
-                        n_total=scan.n_proj, i0=None if i0_all is None else i0_all[idx],
-                        i0_reference=i0_reference, air_level=air_level, physics=physics)
-                except ValueError as exc:  # a science function refused its input: say which file
-                    raise InputError(scan.path, scan.data_path, f"projection chunk {index}, rows "
-                                     f"{r0 + lo}..{r0 + hi}: {exc}") from None
-                del raw
-                counts.add(c)
-                ds[:, b0:b1, :] = corrected[:, b0 - lo:b0 - lo + (b1 - b0), :]
-                del corrected
-            if not np.isfinite(ds[:, :1, :]).all():  # cheap sentinel; the chain guards every block
-                raise StageError(f"{out}: non-finite values after pass 1 in chunk {index}")
-            provenance.write(f, stage="preprocess", params=params.to_dict(), plan=None,
-                             input=plan["scan"]["path"], chunk=ch.to_dict(),
-                             proj_indices=[int(idx[0]), int(idx[-1])],
-                             corrections=steps(params), guarded={
-                                 "flat_le_dark_pixels": counts.flat_le_dark,
-                                 "nonfinite_pixels": counts.nonfinite,
-                                 "outlier_pixels": counts.outliers},
-                             seconds=round(time.perf_counter() - t0, 3),
-                             plan_digest=digest(plan))
-    return out
-
-
-def _run_stitched_chunk(plan: dict, index: int, outdir: str | Path | None, progress: bool,
-                        shifts: str | Path | None) -> Path:
-    """Pass 1 of a multi-scan plan: each scan normalised, placed at its shift and blended,
-    then the rest of the chain on the full-width projections."""
-    from teravox.prep.pipeline import correct_normalized
-    from teravox.stitch.source import StitchedSource
-
-    params = planmod.params_of(plan)
-    ch = planmod.chunk(plan, "proj_chunks", index)
-    sel = plan["selection"]
-    idx = np.asarray(sel["proj_indices"], dtype=np.int64)[ch.start:ch.stop]
-    (r0, r1), (c0, c1) = sel["rows"], sel["cols"]
-    n_rows, overlap, block = r1 - r0, plan["overlap_rows"], plan["proj_subchunk_rows"]
-    shifts_path = Path(shifts) if shifts else planmod.workdir(plan) / "shifts.json"
-    if not shifts_path.exists():
-        raise StageError(f"{shifts_path}: shifts file does not exist (run `teravox stitch-align` first)")
-    out = chunk_path(plan, index, outdir)
-    t0 = time.perf_counter()
-    counts = Counts()
-    with StitchedSource(plan, shifts_path, params) as src, atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
-        chain_params = params.replace(i0="off") if src.i0_applied else params
-        ds = f.create_dataset("/exchange/data", shape=(idx.size, n_rows, c1 - c0), dtype=np.float32,
-                              chunks=hdf5_chunks(idx.size, n_rows, c1 - c0))
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        ds = f.create_dataset("/exchange/data", shape=(n_proj, n_rows, n_cols), dtype=np.float32,
+                              chunks=hdf5_chunks(n_proj, n_rows, n_cols))
         ds.attrs["quantity"] = "transmission"
         f.create_dataset("/exchange/theta", data=np.asarray(plan["theta_deg"])[ch.start:ch.stop])
         for b0 in bar(list(range(0, n_rows, block)), desc=f"preprocess chunk {index}", unit="block",
                       enable=progress):
             b1 = min(b0 + block, n_rows)
             lo, hi = max(0, b0 - overlap), min(n_rows, b1 + overlap)
-            normalized, c = src.read_normalized(idx, slice(r0 + lo, r0 + hi))
+            normalized, c = read(slice(r0 + lo, r0 + hi))
             try:
-                corrected = correct_normalized(normalized[:, :, c0:c1], chain_params, c,
-                                               physics=Physics(**plan["physics"]))
-            except ValueError as exc:
-                raise StageError(f"stitched projection chunk {index}, rows {r0 + lo}..{r0 + hi}: {exc}") from None
+                corrected = correct_normalized(normalized, params, c, air_level=air_level,
+                                               physics=physics)
+            except ValueError as exc:  # a science function refused its input
+                raise StageError(f"projection chunk {index}, rows {r0 + lo}..{r0 + hi}: {exc}") from None
+            del normalized
             counts.add(c)
             ds[:, b0:b1, :] = corrected[:, b0 - lo:b0 - lo + (b1 - b0), :]
-        provenance.write(f, stage="preprocess", params=params.to_dict(), input=[s["path"] for s in plan["scans"]],
-                         chunk=ch.to_dict(), corrections=steps(params), shifts=str(shifts_path.resolve()),
-                         guarded={"flat_le_dark_pixels": counts.flat_le_dark,
-                                  "nonfinite_pixels": counts.nonfinite, "outlier_pixels": counts.outliers},
-                         seconds=round(time.perf_counter() - t0, 3), plan_digest=digest(plan))
+            del corrected
+        if not np.isfinite(ds[:, :1, :]).all():  # cheap sentinel; the chain guards every block
+            raise StageError(f"{out}: non-finite values after pass 1 in chunk {index}")
+        provenance.write(f, stage="preprocess", params=params.to_dict(), chunk=ch.to_dict(),
+                         corrections=steps(params), guarded={
+                             "flat_le_dark_pixels": counts.flat_le_dark,
+                             "nonfinite_pixels": counts.nonfinite,
+                             "outlier_pixels": counts.outliers},
+                         seconds=round(time.perf_counter() - t0, 3), plan_digest=digest(plan),
+                         **provenance_extra)
     return out
 
 
@@ -169,18 +141,12 @@ def _air_levels(scan, params, plan: dict, idx: np.ndarray) -> np.ndarray:  # noq
     every chunk uses the same columns.
     """
     from teravox.prep import i0 as i0mod
-    from teravox.prep.pipeline import normalize_block
 
     (r0, r1), (c0, c1) = plan["selection"]["rows"], plan["selection"]["cols"]
     rows = slice(r0, r1)
 
     def normalized(indices: np.ndarray, cols: slice) -> np.ndarray:
-        flat = dark = after = None
-        if params.flat_dark:
-            flat, dark, after = scan.read_fields(rows, cols, flat_method=params.flat_method,
-                                                 dark_method=params.dark_method)
-        return normalize_block(scan.read_projections(indices, rows, cols), params, flat=flat, dark=dark,
-                               flat_after=after, indices=indices, n_total=scan.n_proj)[0]
+        return read_normalized(scan, params, indices, rows, cols)[0]
 
     if params.i0_air_cols is not None:
         a, b = params.i0_air_cols

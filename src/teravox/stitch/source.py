@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from teravox.errors import InputError, PlanError, StageError
-from teravox.prep.pipeline import Counts, normalize_block
+from teravox.errors import PlanError, StageError
+from teravox.prep.pipeline import Counts, read_normalized
 from teravox.stitch import blend
 from teravox.stitch.sheet import SheetRow, open_row
 
@@ -54,31 +54,6 @@ def plan_row(entry: dict[str, Any]) -> SheetRow:
     return SheetRow(file=Path(entry["path"]), position=float(entry["position_px"]), unit="px", **side)
 
 
-def normalize_scan_block(scan: Any, params: Any, indices: np.ndarray, rows: slice,
-                         cols: slice = slice(None), *, i0_reference: float | None = None
-                         ) -> tuple[np.ndarray, Counts]:
-    """Projections ``indices`` of one open scan, rows × cols, flat/dark normalised (float32);
-    divided by the scan's own beam monitor when ``params.i0 == "monitor"``."""
-    raw = scan.read_projections(indices, rows, cols)
-    flat = dark = flat_after = None
-    if params.flat_dark:
-        flat, dark, flat_after = scan.read_fields(rows, cols, flat_method=params.flat_method,
-                                                  dark_method=params.dark_method)
-    try:
-        block, counts = normalize_block(raw, params, flat=flat, dark=dark, flat_after=flat_after,
-                                        indices=indices, n_total=scan.n_proj)
-        if params.i0 == "monitor":
-            from teravox.prep.i0 import from_monitor
-
-            if scan.i0 is None:
-                raise InputError(scan.path, None, "i0=monitor but this scan has no beam-monitor series")
-            ref = float(np.mean(scan.i0)) if i0_reference is None else i0_reference
-            block = from_monitor(block, scan.i0[indices], reference=ref)
-    except ValueError as exc:  # a science function refused its input: say which file
-        raise InputError(scan.path, scan.data_path, f"rows {rows.start}..{rows.stop}: {exc}") from None
-    return block, counts
-
-
 def normalized_frame(scan: Any, params: Any, index: int, row_block: int = 256) -> np.ndarray:
     """One flat/dark-normalised projection (rows, cols) float32, flats read ``row_block`` rows
     at a time so that many flats of a large detector never sit in memory at once."""
@@ -87,7 +62,7 @@ def normalized_frame(scan: Any, params: Any, index: int, row_block: int = 256) -
     for r0 in range(0, scan.n_rows, row_block):
         r1 = min(scan.n_rows, r0 + row_block)
         # with i0=monitor each scan is put on its monitor's scale, so neighbours compare alike
-        block, _ = normalize_scan_block(scan, params, idx, slice(r0, r1))
+        block, _ = read_normalized(scan, params, idx, slice(r0, r1))
         out[r0:r1] = block[0]
     return out
 
@@ -99,7 +74,7 @@ class StitchedSource:
     ``shifts`` is shifts.json (a dict or its path); ``params`` the plan's Params.  Keep it
     open for the whole job (one file handle per scan) and :meth:`close` it, or use ``with``.
     With ``params.i0 == "monitor"`` each scan is divided by its own beam monitor here
-    (:attr:`i0_applied`); the caller then skips the I0 step of the rest of the chain.
+    (:attr:`i0_applied`), as :func:`teravox.prep.pipeline.read_normalized` does for one scan.
     """
 
     def __init__(self, plan: dict[str, Any], shifts: dict[str, Any] | str | os.PathLike,
@@ -168,7 +143,7 @@ class StitchedSource:
             dx, dy = self.shifts[i]
             rsl = blend.source_rows(dy, self.n_rows, rows)
             csl = blend.source_cols(dx, self.n_cols, cols)
-            block, c = normalize_scan_block(scan, self.params, indices, rsl, csl, i0_reference=self._i0_ref[i])
+            block, c = read_normalized(scan, self.params, indices, rsl, csl, i0_reference=self._i0_ref[i])
             counts.add(c)
             blend.accumulate(out, block, (rsl.start, csl.start), (dx, dy), self.n_rows, self.n_cols, rows, w[i])
             del block

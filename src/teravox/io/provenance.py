@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
+from pathlib import Path
 from typing import Any
 
 import h5py
@@ -58,3 +60,27 @@ def read(f: h5py.File) -> dict[str, Any]:
                 pass
         out[key] = value
     return out
+
+
+def output_problem(path: str | os.PathLike, stage: str, plan_digest: str,
+                   shape: tuple[int | None, ...]) -> str | None:
+    """Why a file a stage job wrote cannot be trusted, or None when it is complete, was made
+    for this plan (``plan_digest``) and has ``/exchange/data`` of ``shape`` (None: any size)."""
+    path = Path(path)
+    if not path.exists():
+        return "missing"
+    try:
+        with h5py.File(path, "r") as f:
+            ds = f.get("/exchange/data")
+            prov = read(f)
+            if not isinstance(ds, h5py.Dataset) or prov.get("stage") != stage:
+                return "incomplete (no /exchange/data or no provenance)"
+            if len(ds.shape) != len(shape) or any(
+                    w is not None and w != g for w, g in zip(shape, ds.shape, strict=True)):
+                want = tuple("any" if w is None else w for w in shape)
+                return f"has shape {ds.shape}, the plan expects {want}"
+            if prov.get("plan_digest") != plan_digest:
+                return "was made for another plan or other parameters"
+    except OSError as exc:
+        return f"unreadable ({exc})"
+    return None

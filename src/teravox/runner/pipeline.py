@@ -62,9 +62,9 @@ def _proj_ok(plan: dict, index: int, outdir: Path) -> bool:
 
 
 def _recon_ok(plan: dict, index: int, outdir: Path) -> bool:
-    from teravox.stages.reconstruct import chunk_ok
+    from teravox.stages.reconstruct import chunk_problem
 
-    return chunk_ok(plan, index, outdir)
+    return chunk_problem(plan, index, outdir) is None
 
 
 def jobs_for(stage: graph.Stage, plan: dict, plan_path: Path, outdir: Path, skip: bool,

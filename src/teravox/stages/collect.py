@@ -47,25 +47,10 @@ def output_path(plan: dict, output: str | Path | None = None) -> Path:
 
 def check_chunk(plan: dict, index: int, path: Path) -> tuple[int, int, int] | str:
     """The chunk file's shape, or why it cannot be used."""
-    if not path.exists():
-        return "missing"
-    try:
-        with h5py.File(path, "r") as f:
-            ds = f.get("/exchange/data")
-            prov = provenance.read(f)
-            if ds is None or prov.get("stage") != "preprocess":
-                return "incomplete (no /exchange/data or no provenance)"
-            c = plan["proj_chunks"][index]
-            r0, r1 = plan["selection"]["rows"]
-            c0, c1 = plan["selection"]["cols"]
-            want = (c["stop"] - c["start"], r1 - r0, c1 - c0)
-            if ds.shape != want:
-                return f"has shape {ds.shape}, the plan expects {want}"
-            if prov.get("plan_digest") != digest(plan):
-                return "was made for another plan or other parameters"
-            return tuple(ds.shape)
-    except OSError as exc:
-        return f"unreadable ({exc})"
+    c = plan["proj_chunks"][index]
+    (r0, r1), (c0, c1) = plan["selection"]["rows"], plan["selection"]["cols"]
+    want = (c["stop"] - c["start"], r1 - r0, c1 - c0)
+    return provenance.output_problem(path, "preprocess", digest(plan), want) or want
 
 
 def sample_rows(n_rows: int, count: int = 3) -> list[int]:

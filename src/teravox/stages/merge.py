@@ -24,8 +24,7 @@ from teravox.io.atomic import atomic_path
 from teravox.io.virtual import concat_virtual
 from teravox.progress import bar
 from teravox.stages._common import cli_entry
-from teravox.stages.preprocess import digest
-from teravox.stages.reconstruct import chunk_path
+from teravox.stages.reconstruct import chunk_path, chunk_problem
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,29 +46,18 @@ def output_path(plan: dict, output: str | Path | None = None) -> Path:
 
 
 def _sources(plan: dict, chunks_dir: str | Path | None) -> list[tuple[Path, tuple[int, ...], dict, dict]]:
-    out, problems = [], []
-    want_digest = digest(plan)
-    for c in plan["sino_chunks"]:
-        path = chunk_path(plan, c["index"], chunks_dir)
-        if not path.exists():
-            problems.append(f"{path.name} missing")
-            continue
-        try:
-            with h5py.File(path, "r") as f:
-                prov = provenance.read(f)
-                ds = f.get("/exchange/data")
-                if ds is None or prov.get("stage") != "reconstruct":
-                    problems.append(f"{path.name} incomplete")
-                elif prov.get("plan_digest") != want_digest:
-                    problems.append(f"{path.name} was made for another plan")
-                elif ds.shape[0] != c["stop"] - c["start"]:
-                    problems.append(f"{path.name} has {ds.shape[0]} slices, expected {c['stop'] - c['start']}")
-                else:
-                    out.append((path, ds.shape, dict(ds.attrs), prov))
-        except OSError as exc:
-            problems.append(f"{path.name} unreadable ({exc})")
+    """(path, shape, data attributes, provenance) of every recon chunk; StageError naming those
+    that are missing, incomplete or made for another plan."""
+    problems = [f"{chunk_path(plan, c['index'], chunks_dir).name} {why}" for c in plan["sino_chunks"]
+                if (why := chunk_problem(plan, c["index"], chunks_dir))]
     if problems:
         raise StageError(f"cannot merge: {'; '.join(problems)} — rerun `teravox reconstruct` for those chunks")
+    out = []
+    for c in plan["sino_chunks"]:
+        path = chunk_path(plan, c["index"], chunks_dir)
+        with h5py.File(path, "r") as f:
+            ds = f["/exchange/data"]
+            out.append((path, ds.shape, dict(ds.attrs), provenance.read(f)))
     return out
 
 

@@ -96,19 +96,11 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def chunk_ok(plan: dict, index: int, outdir: str | Path | None = None) -> bool:
-    """Whether recon_<index>.h5 exists, is complete and was made from this plan."""
-    path = chunk_path(plan, index, outdir)
-    if not path.exists():
-        return False
-    try:
-        with h5py.File(path, "r") as f:
-            prov = provenance.read(f)
-            c = plan["sino_chunks"][index]
-            return (prov.get("stage") == "reconstruct" and prov.get("plan_digest") == digest(plan)
-                    and f["/exchange/data"].shape[0] == c["stop"] - c["start"])
-    except (OSError, KeyError):
-        return False
+def chunk_problem(plan: dict, index: int, outdir: str | Path | None = None) -> str | None:
+    """Why recon_<index>.h5 cannot be used (missing, incomplete, another plan), or None."""
+    c = plan["sino_chunks"][index]
+    return provenance.output_problem(chunk_path(plan, index, outdir), "reconstruct", digest(plan),
+                                     (c["stop"] - c["start"], None, None))
 
 
 main = cli_entry(_run, build_parser)

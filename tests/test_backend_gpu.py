@@ -69,10 +69,15 @@ class _Stream:
         pass
 
 
-def _fake_modules(monkeypatch):
+def _fake_modules(monkeypatch, free: int = 8 * 2**30) -> list[int]:
+    """Stand-ins for CuPy and cufinufft; returns the list of device allocations (bytes)
+    that the driver makes through them, cufinufft's fine grids and point sort included."""
     import finufft
 
+    allocated: list[int] = []
+
     def dev(a):
+        allocated.append(a.nbytes)
         return np.asarray(a).view(_DeviceArray)
 
     cp = types.SimpleNamespace(
@@ -82,7 +87,7 @@ def _fake_modules(monkeypatch):
         multiply=np.multiply, concatenate=np.concatenate, zeros=np.zeros,
         cuda=types.SimpleNamespace(
             Stream=_Stream,
-            Device=lambda: types.SimpleNamespace(id=0, mem_info=(8 * 2**30, 16 * 2**30))),
+            Device=lambda: types.SimpleNamespace(id=0, mem_info=(free, 2 * free))),
     )
     cupyx = types.SimpleNamespace(empty_pinned=lambda shape, dtype: np.empty(shape, dtype))
 
@@ -90,9 +95,13 @@ def _fake_modules(monkeypatch):
         def __init__(self, kind, modes, n_trans, eps, isign, dtype, upsampfac, gpu_stream):
             self._plan = finufft.Plan(kind, modes, n_trans=n_trans, eps=eps, isign=isign,
                                       dtype=dtype, upsampfac=upsampfac, nthreads=1)
+            # cufinufft's fine grids: n_trans complex64 grids of about σn + kernel width a side
+            side = [int(np.ceil(upsampfac * m)) + 16 for m in modes]
+            allocated.append(n_trans * side[0] * side[1] * 8)
 
         def setpts(self, x, y):
             self._x, self._y = np.asarray(x), np.asarray(y)
+            allocated.append(self._x.size * 8)  # its sort: two int32 indices per point
             self._plan.setpts(self._x, self._y)
 
         def execute(self, data, out):
@@ -102,6 +111,7 @@ def _fake_modules(monkeypatch):
     cufinufft = types.SimpleNamespace(Plan=Plan)
     monkeypatch.setattr(fourier_gpu, "_modules", lambda: (cp, cupyx, scipy.fft, cufinufft))
     fourier_gpu.clear_cache()
+    return allocated
 
 
 @pytest.mark.parametrize("slices,max_pairs", [(5, 1), (8, 3), (1, 16)])
@@ -151,3 +161,64 @@ def test_tomocupy_agrees_with_fourier():
     a, b = theirs[:, fov].ravel().astype(np.float64), ours[:, fov].ravel().astype(np.float64)
     assert np.corrcoef(a, b)[0, 1] >= 0.99
     assert abs(a @ b / (b @ b) - 1) <= 0.05
+
+
+# -- the device-memory model the plan uses -----------------------------------------------------
+@pytest.mark.parametrize("n,columns", [(64, 64), (96, 150), (128, 192)])
+def test_layout_bounds_hold_for_any_centre(n: int, columns: int):
+    m = 3 * n // 2
+    theta = np.arange(m) * np.pi / m
+    pad_b, win_b, pts_b = fourier.layout_bounds(m, columns, n)
+    rng = np.random.default_rng(n)
+    sizes = []
+    for center in [0.0, columns / 2, float(columns), *rng.uniform(0, columns, 5)]:
+        for measured in (None, (columns // 4, 3 * columns // 4)):
+            for resample in (True, False):
+                lay = fourier.make_layout(theta, columns, center, n, "ramp", resample, measured)
+                assert lay.pad_len <= pad_b and lay.win_len <= win_b and lay.n_points <= pts_b
+                sizes.append(lay.n_points)
+    assert max(sizes) >= 0.75 * pts_b  # a bound, not a guess far above
+
+
+@pytest.mark.parametrize("n,slices,max_pairs", [(96, 6, 16), (128, 8, 2)])
+def test_device_model_covers_what_the_driver_allocates(monkeypatch, n: int, slices: int,
+                                                       max_pairs: int):
+    allocated = _fake_modules(monkeypatch)
+    monkeypatch.setattr(fourier_gpu, "_MAX_PAIRS", max_pairs)
+    sinos, theta, center = _case(n, slices, offset=-3.0)
+    fourier_gpu.reconstruct(sinos, theta, center, upsampfac=2.0)
+    pairs = min(max_pairs, (slices + 1) // 2)
+    model = fourier_gpu.device_bytes(theta.size, n, n, pairs, 2.0)
+    used = sum(allocated)
+    # every device buffer is in the model, which adds cuFFT/temporary workspace on top
+    assert used <= model <= 2.0 * used
+    fourier_gpu.clear_cache()
+
+
+def test_batch_pairs_follow_gpu_memory():
+    m, cols, n = 3072, 3072, 2048
+    one = fourier_gpu.device_bytes(m, cols, n, 1)
+    assert fourier_gpu.batch_pairs_for(one - 1, m, cols, n) == 0
+    assert fourier_gpu.batch_pairs_for(one, m, cols, n) == 1
+    per = fourier_gpu.device_bytes(m, cols, n, 2) - one
+    assert fourier_gpu.batch_pairs_for(one + 3 * per, m, cols, n) == 4
+    assert fourier_gpu.batch_pairs_for(2**40, m, cols, n) == fourier_gpu._MAX_PAIRS
+
+
+def test_plan_batch_limit_reaches_the_driver(monkeypatch):
+    _fake_modules(monkeypatch)
+    seen = []
+    real = fourier_gpu._pairs_per_batch
+
+    def spy(cp, lay, n_pairs, upsampfac, limit=None):
+        seen.append(real(cp, lay, n_pairs, upsampfac, limit))
+        return seen[-1]
+
+    monkeypatch.setattr(fourier_gpu, "_pairs_per_batch", spy)
+    monkeypatch.setattr(base.backend_class("fourier-gpu"), "why_absent", classmethod(lambda cls: ""))
+    sinos, theta, center = _case(64, 7)
+    out = reconstruct(sinos, theta, center, backend="fourier-gpu", batch_pairs=3)
+    assert seen == [2]  # 4 pairs in batches of ≤ 3, balanced: 2 + 2
+    cpu = fourier.reconstruct(sinos, theta, center, threads=1)
+    assert np.array_equal(out, cpu)
+    fourier_gpu.clear_cache()

@@ -286,6 +286,8 @@ def sample_value(name: str) -> Any:
         return f"{name.removesuffix('_file')}s.h5"
     if name == "dtype_range":
         return [0.0, 1.0]
+    if name == "gpu_memory":
+        return "40G"
     if get_origin(kind) is list:
         return [0, -1, 1] if get_args(kind)[0] is int else [0.0, 1.0]
     if get_origin(kind) is Literal:

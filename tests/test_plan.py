@@ -157,3 +157,63 @@ def test_chunk_lookup_errors(scan):
     p = make(scan, proj_chunks=2)
     with pytest.raises(PlanError, match="chunk 2 is out of range.*2 projection chunks"):
         planmod.chunk(p, "proj_chunks", 2)
+
+
+# -- GPU side of pass 2 ------------------------------------------------------------------------
+@pytest.fixture
+def wide_scan(tmp_path):
+    return write_dxchange(tmp_path / "wide.h5", n_proj=384, rows=40, cols=256)
+
+
+def _device_args(p):
+    return p["recon_angles"], p["recon_shape"][2] + 2 * p["pad_width_px"], p["recon_shape"][1]
+
+
+def test_cpu_backend_plans_no_device(wide_scan):
+    assert make(wide_scan, backend="fourier")["recon_device"] is None
+
+
+@pytest.mark.parametrize("pairs", [1, 3, 16])
+def test_gpu_batches_from_gpu_memory(wide_scan, pairs):
+    from teravox.recon.backends.fourier_gpu import device_bytes
+
+    probe = make(wide_scan, backend="fourier-gpu", gpu_memory="80G")
+    m, cols, n = _device_args(probe)
+    gib = 2**30
+    budget = device_bytes(m, cols, n, pairs) if pairs < 16 else 80 * gib
+    p = make(wide_scan, backend="fourier-gpu", gpu_memory=str(budget), sino_chunks=1, memory="8G")
+    dev = p["recon_device"]
+    srow = p["sino_subchunk_rows"]
+    assert dev["batch_pairs"] == min(pairs, -(-srow // 2))
+    assert dev["gpu_peak_estimate"] <= budget and dev["gpu_memory_source"] == "given (gpu_memory)"
+    assert srow % (2 * dev["batch_pairs"]) == 0 or srow == 40  # whole batches per subchunk
+    assert p["memory"]["reconstruct_peak_estimate"] <= p["memory"]["budget"]
+
+
+def test_pinned_buffers_count_against_host_memory(wide_scan):
+    cpu = make(wide_scan, backend="fourier", memory="400M", sino_chunks=1)
+    gpu = make(wide_scan, backend="fourier-gpu", gpu_memory="80G", memory="400M", sino_chunks=1)
+    assert gpu["sino_subchunk_rows"] < cpu["sino_subchunk_rows"]
+    assert gpu["memory"]["reconstruct_peak_estimate"] <= gpu["memory"]["budget"]
+
+
+def test_gpu_memory_too_small_is_a_clear_error(wide_scan):
+    with pytest.raises(PlanError, match=r"gpu_memory: 0\.0 GiB .*too small for one slice pair.*--backend fourier"):
+        make(wide_scan, backend="fourier-gpu", gpu_memory="16M")
+
+
+def test_gpu_memory_assumed_when_no_device_is_seen(wide_scan):
+    from teravox.recon.backends import base
+
+    if base.is_available("fourier-gpu"):
+        pytest.skip("a GPU is visible here: the plan reads its memory instead")
+    dev = make(wide_scan, backend="fourier-gpu")["recon_device"]
+    assert dev["gpu_memory"] == planmod.DEFAULT_GPU_MEMORY and "assumed" in dev["gpu_memory_source"]
+    assert make(wide_scan)["recon_device"] is None  # auto → fourier here
+
+
+def test_gpu_memory_must_be_a_size(wide_scan):
+    from teravox.errors import ParamError
+
+    with pytest.raises(ParamError, match="gpu_memory: expected a size"):
+        make(wide_scan, backend="fourier-gpu", gpu_memory="lots")

@@ -78,6 +78,37 @@ def test_sbatch_options_and_mem() -> None:
     assert _exit_status("0") == 0 and _exit_status("") == 0
 
 
+def _script(ex: SlurmExecutor, stage: str, gpus: int) -> str:
+    return ex._executor(stage, 2**30, 2, 600, gpus)._make_submission_file_text("true", "u")
+
+
+def test_gpu_jobs_ask_for_a_gpu_on_the_gpu_partition(tmp_path: Path) -> None:
+    import shutil
+
+    pytest.importorskip("submitit")
+    if shutil.which("srun") is None:
+        pytest.skip("srun is not on PATH (the executor refuses to start without it)")
+    ex = SlurmExecutor(tmp_path, partition="cpu", gpu_partition="gpu", log=lambda _m: None)
+    gpu, cpu = _script(ex, "reconstruct", 1), _script(ex, "preprocess", 0)
+    assert "#SBATCH --gres=gpu:1" in gpu and "#SBATCH --partition=gpu" in gpu
+    assert "--gres" not in cpu and "#SBATCH --partition=cpu" in cpu
+    # a type named through --sbatch replaces teravox's own request
+    typed = SlurmExecutor(tmp_path, partition="all", extra=["--gres=gpu:a100:1"], log=lambda _m: None)
+    script = _script(typed, "reconstruct", 1)
+    assert script.count("--gres") == 1 and "--gres=gpu:a100:1" in script and "--partition=all" in script
+    # the plan of a GPU backend makes reconstruct jobs that need one GPU each
+    scan = write_dxchange(tmp_path / "s.h5", n_proj=48, rows=8, cols=32)
+    from teravox.io import open_scan
+
+    with open_scan(scan) as s:
+        plan = planmod.make_plan(s, from_mapping({"backend": "fourier-gpu", "gpu_memory": "8G",
+                                                  "sino_chunks": 2}), workdir=tmp_path)
+    stages = {st.name: st for st in graph.STAGES}
+    recon, _ = jobs_for(stages["reconstruct"], plan, tmp_path / "plan.json", tmp_path, skip=False)
+    prep, _ = jobs_for(stages["preprocess"], plan, tmp_path / "plan.json", tmp_path, skip=False)
+    assert [j.gpus for j in recon] == [1, 1] and all(j.gpus == 0 for j in prep)
+
+
 # -- on the local SLURM --------------------------------------------------------------------
 @pytest.mark.slurm
 def test_pipeline_on_slurm_matches_local(slurm: SlurmCluster, scan: Path, tmp_path: Path) -> None:  # noqa: F811

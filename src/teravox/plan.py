@@ -38,6 +38,10 @@ RECON_BYTES_PER_SINO_PX = 40  # float32 sinogram, padded copy, complex64 rfft (2
 RECON_BYTES_PER_SLICE_PX = 16  # NUFFT output grid (complex64) + float32 slice + post copy
 JOB_BASE_BYTES = 300 * 2**20  # interpreter, numpy, h5py, finufft plans
 PAGANIN_TOL = 1e-4
+# GPU memory assumed for fourier-gpu when the plan is made where no device is seen and
+# gpu_memory is not given: the smallest data-centre card in use at beamlines (V100 16 GB).
+DEFAULT_GPU_MEMORY = 16 * GIB
+GPU_BACKENDS = ("fourier-gpu", "tomocupy")
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,59 @@ def recon_job_bytes(n_sino: int, n_angles: int, cols_padded: int, n_out: int) ->
             + n_sino * n_out * n_out * RECON_BYTES_PER_SLICE_PX)
 
 
+def recon_backend(params: Params) -> str:
+    """The backend pass 2 is planned for: ``backend``, with ``auto`` → ``fourier-gpu``
+    where CuPy sees a device while planning (the jobs resolve ``auto`` again where they run)."""
+    if params.backend != "auto":
+        return params.backend
+    from teravox.recon.backends import base
+
+    return "fourier-gpu" if base.is_available("fourier-gpu") else "fourier"
+
+
+def gpu_memory(params: Params) -> tuple[int, str]:
+    """Device bytes one GPU reconstruct job may use, and where the figure comes from."""
+    from teravox.config import parse_bytes
+
+    if params.gpu_memory is not None:
+        return parse_bytes(params.gpu_memory, "gpu_memory"), "given (gpu_memory)"
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() > 0:
+            return int(cupy.cuda.Device(0).mem_info[1]), "device 0's total, as CuPy saw it while planning"
+    except Exception:  # noqa: BLE001, S110 - no CuPy, no driver, no device: fall through to the default
+        pass
+    return DEFAULT_GPU_MEMORY, (f"assumed {DEFAULT_GPU_MEMORY // GIB} GiB: no device seen while planning "
+                                "(give --gpu-memory for the reconstruct nodes' cards)")
+
+
+def device_plan(params: Params, n_angles: int, columns: int, n: int) -> dict[str, Any] | None:
+    """GPU side of pass 2 (None for CPU backends): slice pairs per NUFFT batch from the
+    GPU memory, for ``n_angles`` × ``columns`` sinograms (padded, as the backend sees
+    them) → n × n slices.  PlanError when not even one pair fits."""
+    backend = recon_backend(params)
+    if backend not in GPU_BACKENDS:
+        return None
+    budget, source = gpu_memory(params)
+    out: dict[str, Any] = {"backend": backend, "gpu_memory": budget, "gpu_memory_source": source}
+    if backend == "tomocupy":
+        out["note"] = "TomoCuPy sizes its own GPU chunks"
+        return out
+    from teravox.recon.backends import fourier_gpu
+
+    pairs = fourier_gpu.batch_pairs_for(budget, n_angles, columns, n, params.fourier_upsampfac)
+    if pairs == 0:
+        need = fourier_gpu.device_bytes(n_angles, columns, n, 1, params.fourier_upsampfac)
+        raise PlanError(f"gpu_memory: {budget / GIB:.1f} GiB ({source}) is too small for one slice pair "
+                        f"of fourier-gpu ({n_angles} angles × {columns} padded columns → {n}² needs "
+                        f"~{need / GIB:.1f} GiB); give the card's memory with --gpu-memory, or use "
+                        f"--backend fourier")
+    out.update(batch_pairs=pairs, gpu_peak_estimate=fourier_gpu.device_bytes(
+        n_angles, columns, n, pairs, params.fourier_upsampfac))
+    return out
+
+
 def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
               scan_name: str | None = None, extra_inputs: dict[str, Any] | None = None) -> dict[str, Any]:
     """The plan as a JSON-able dict.  Raises PlanError for combinations that cannot work."""
@@ -218,20 +275,39 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
                                          else default_pad_width(width_in))
     cols_padded = width_in + 2 * pad
     n_angles_recon = n_p // 2 if half else n_p
+    device = device_plan(params, n_angles_recon, cols_padded, n_out)
+    pairs = (device or {}).get("batch_pairs") or 0
+
+    def recon_bytes(rows: int) -> int:
+        pinned = 0
+        if pairs:  # page-locked double buffers of the GPU backend
+            from teravox.recon.backends.fourier_gpu import pinned_bytes
+
+            pinned = pinned_bytes(n_angles_recon, cols_padded, n_out, min(pairs, -(-rows // 2)))
+        return recon_job_bytes(rows, n_p, cols_padded, n_out) + pinned
+
     if params.sino_subchunk_rows:
         srow = min(params.sino_subchunk_rows, rows_max)
         srow = srow + (srow % 2 and srow < rows_max)  # whole slice pairs (see split_even)
     else:
         srow = 0
         for cand in range(rows_max, 0, -1):
-            if recon_job_bytes(cand, n_p, cols_padded, n_out) <= budget and (cand % 2 == 0 or cand in (1, rows_max)):
+            if recon_bytes(cand) <= budget and (cand % 2 == 0 or cand in (1, rows_max)):
                 srow = cand
                 break
         if srow == 0:
-            need = recon_job_bytes(1, n_p, cols_padded, n_out)
+            need = recon_bytes(1)
             raise PlanError(f"memory: {params.memory} is too small to reconstruct one slice "
                             f"({n_p} angles × {cols_padded} padded columns → {n_out}² needs ~{need / 2**20:.0f} MiB)")
-    recon_peak = recon_job_bytes(srow, n_p, cols_padded, n_out)
+        if pairs and srow > 2 * pairs and srow < rows_max:
+            srow -= srow % (2 * pairs)  # whole GPU batches: none runs part-empty
+    if pairs:  # a subchunk smaller than a batch makes the batch smaller
+        from teravox.recon.backends.fourier_gpu import device_bytes
+
+        device["batch_pairs"] = min(pairs, -(-srow // 2))
+        device["gpu_peak_estimate"] = device_bytes(n_angles_recon, cols_padded, n_out, device["batch_pairs"],
+                                                   params.fourier_upsampfac)
+    recon_peak = recon_bytes(srow)
     # merge streams a z-block that fits half the budget (the other half: HDF5 caches, pyramid)
     merge_rows = max(1, int((budget - JOB_BASE_BYTES) // 2 // max(1, n_out * n_out * 4 * 2)))
 
@@ -273,6 +349,7 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
         "pad_width_px": pad,
         "recon_shape": [n_r, n_out, n_out],
         "recon_angles": n_angles_recon,
+        "recon_device": device,
         "memory": {
             "budget": budget,
             "preprocess_peak_estimate": prep_peak,

@@ -22,6 +22,25 @@ def threads(requested: int = 0) -> int:
     return requested if requested > 0 else cpus_available()
 
 
+def gpu_devices() -> list[str]:
+    """CUDA devices this process may hand to GPU jobs: ``CUDA_VISIBLE_DEVICES`` when set
+    (up to its first invalid entry, as CUDA reads it), else those CuPy counts."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        out = []
+        for item in (x.strip() for x in env.split(",")):
+            if not item or item.startswith("-"):
+                break
+            out.append(item)
+        return out
+    try:
+        import cupy
+
+        return [str(i) for i in range(cupy.cuda.runtime.getDeviceCount())]
+    except Exception:  # noqa: BLE001 - no CuPy, no driver: no devices
+        return []
+
+
 def total_memory() -> int:
     import psutil
 

@@ -111,6 +111,7 @@ class Params:
     sino_chunks: int | None = _p(None, "number of sinogram chunks j (default: from target_job_gb)", "chunks")
     target_job_gb: float = _p(8.0, "target raw size of one chunk job in GiB, used when k or j is not given", "chunks")
     memory: str = _p("4G", "memory budget per job (e.g. 4G, 512M)", "chunks")
+    gpu_memory: str | None = _p(None, "GPU memory per reconstruct job of the fourier-gpu backend (e.g. 80G; default: the device's, when the plan is made where CuPy sees one, else 16G)", "chunks")
     proj_subchunk_rows: int | None = _p(None, "detector rows per pass-1 subchunk (default: from memory)", "chunks")
     sino_subchunk_rows: int | None = _p(None, "sinograms per pass-2 subchunk (default: from memory)", "chunks")
 
@@ -137,13 +138,13 @@ FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Pa
 _HINTS = typing.get_type_hints(Params)
 
 
-def parse_bytes(text: str | int) -> int:
-    """'4G' / '512M' / '1.5GB' / 1024 → bytes (binary units)."""
+def parse_bytes(text: str | int, name: str = "memory") -> int:
+    """'4G' / '512M' / '1.5GB' / 1024 → bytes (binary units); ``name`` for the error."""
     if isinstance(text, int):
         return text
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)i?[bB]?\s*", str(text))
     if not m:
-        raise ParamError(f"memory: expected a size such as 4G or 512M, got {text!r}")
+        raise ParamError(f"{name}: expected a size such as 4G or 512M, got {text!r}")
     scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[m.group(2).lower()]
     return int(float(m.group(1)) * scale)
 
@@ -224,6 +225,8 @@ def from_mapping(mapping: dict[str, Any], source: str = "parameters") -> Params:
 def validate(p: Params, source: str = "parameters") -> None:
     """Cross-field checks that a type annotation cannot express."""
     parse_bytes(p.memory)
+    if p.gpu_memory is not None:
+        parse_bytes(p.gpu_memory, "gpu_memory")
     for name in ("proj_chunks", "sino_chunks", "proj_subchunk_rows", "sino_subchunk_rows"):
         value = getattr(p, name)
         if value is not None and value < 1:

@@ -72,10 +72,11 @@ def to_180(sinos: np.ndarray, theta: np.ndarray, center: float, side: str | None
 
 
 def reconstruct_block(block: np.ndarray, theta: np.ndarray, params: Params, geom: Geometry,
-                      quantity: str = "transmission") -> np.ndarray:
+                      quantity: str = "transmission", batch_pairs: int | None = None) -> np.ndarray:
     """(rows, angles, cols) of projections.h5 → (rows, n, n) float32 slices.
 
-    ``theta`` in radians.  Values: attenuation coefficient per pixel.
+    ``theta`` in radians.  Values: attenuation coefficient per pixel.  ``batch_pairs``:
+    the plan's slice pairs per GPU batch (``fourier-gpu`` only).
     """
     from teravox.recon import sinogram
     from teravox.recon.backends import reconstruct
@@ -101,7 +102,7 @@ def reconstruct_block(block: np.ndarray, theta: np.ndarray, params: Params, geom
     slices = reconstruct(sinos, theta, center, backend=params.backend, n=geom.n_out,
                          filter_name=params.filter_name, threads=resources.threads(params.threads),
                          eps=params.fourier_eps, upsampfac=params.fourier_upsampfac,
-                         algorithm=params.algorithm, measured=measured)
+                         algorithm=params.algorithm, measured=measured, batch_pairs=batch_pairs)
     del sinos
     if params.rings in ("fft", "wavelet-fft"):
         from teravox.post.rings import remove_rings

@@ -23,6 +23,7 @@ class Job:
     cpus: int = 1
     time_s: int = 3600
     log: Path | None = None
+    gpus: int = 0          # GPUs the job needs (reconstruct with a GPU backend)
 
     @property
     def name(self) -> str:
@@ -55,28 +56,53 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Each job in its own process (so its memory budget holds), ``parallel`` at a time."""
+    """Each job in its own process (so its memory budget holds), ``parallel`` at a time.
+
+    A job that needs a GPU runs only while a device of ``gpus`` (CUDA ids; default: the
+    devices this machine shows) is free, and sees that device alone."""
 
     name = "local"
 
-    def __init__(self, parallel: int = 1, threads_per_job: int | None = None, cpus: int | None = None):
+    def __init__(self, parallel: int = 1, threads_per_job: int | None = None, cpus: int | None = None,
+                 gpus: list[str] | None = None):
         self.parallel = max(1, parallel)
         self.threads_per_job = threads_per_job
         self.cpus = cpus  # with it, a stage of fewer jobs than `parallel` gives each more threads
+        self._gpus = gpus
+
+    def gpu_slots(self) -> list[str]:
+        """Devices for GPU jobs; with none found, one slot that sets no device (the job then
+        reports why its backend cannot run)."""
+        if self._gpus is None:
+            from teravox.resources import gpu_devices
+
+            self._gpus = gpu_devices()
+        return list(self._gpus) or [""]
 
     def run_jobs(self, jobs: list[Job], on_done=None) -> list[JobResult]:  # noqa: ANN001
         pending = list(jobs)
+        free_gpus = self.gpu_slots() if any(j.gpus for j in jobs) else []
+        parallel = self.parallel
+        if jobs and all(j.gpus for j in jobs):
+            parallel = min(parallel, len(free_gpus))
         threads = self.threads_per_job
         if self.cpus:
-            threads = max(1, self.cpus // max(1, min(self.parallel, len(jobs))))
-        running: dict[int, tuple[Job, subprocess.Popen, float, object]] = {}
+            threads = max(1, self.cpus // max(1, min(parallel, len(jobs))))
+        running: dict[int, tuple[Job, subprocess.Popen, float, object, str | None]] = {}
         results: list[JobResult] = []
         failed = False
         try:
             while pending or running:
-                while pending and not failed and len(running) < self.parallel:
-                    job = pending.pop(0)
+                while pending and not failed and len(running) < parallel:
+                    ready = next((j for j in pending if not j.gpus or free_gpus), None)
+                    if ready is None:
+                        break  # every pending job waits for a GPU
+                    pending.remove(ready)
+                    job = ready
                     env = dict(os.environ)
+                    device = free_gpus.pop(0) if job.gpus else None
+                    if device:
+                        env["CUDA_VISIBLE_DEVICES"] = device
                     if threads:
                         env["TERAVOX_THREADS"] = str(threads)
                         env.setdefault("OMP_NUM_THREADS", str(threads))
@@ -86,13 +112,15 @@ class LocalExecutor:
                         env["TERAVOX_PEAK_FILE"] = str(peak_file)
                     log = open(job.log, "ab") if job.log else subprocess.DEVNULL  # noqa: SIM115
                     proc = subprocess.Popen(job.argv(), stdout=log, stderr=subprocess.STDOUT, env=env)
-                    running[proc.pid] = (job, proc, time.perf_counter(), log)
+                    running[proc.pid] = (job, proc, time.perf_counter(), log, device)
                 if not running:
                     break
                 pid, status, rusage = os.wait4(-1, 0)
                 if pid not in running:
                     continue
-                job, proc, t0, log = running.pop(pid)
+                job, proc, t0, log, device = running.pop(pid)
+                if device is not None:
+                    free_gpus.append(device)
                 proc.returncode = os.waitstatus_to_exitcode(status)
                 if log is not subprocess.DEVNULL:
                     log.close()
@@ -103,9 +131,9 @@ class LocalExecutor:
                 if not res.ok:
                     failed = True
         except BaseException:
-            for _, proc, _, _ in running.values():
+            for _, proc, _, _, _ in running.values():
                 proc.send_signal(signal.SIGTERM)
-            for _, proc, _, _ in running.values():
+            for _, proc, _, _, _ in running.values():
                 try:
                     proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:

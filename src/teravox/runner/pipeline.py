@@ -75,6 +75,7 @@ def jobs_for(stage: graph.Stage, plan: dict, plan_path: Path, outdir: Path, skip
     p = str(plan_path)
     if stage.fanout:
         ok = _proj_ok if stage.name == "preprocess" else _recon_ok
+        gpus = 1 if stage.name == "reconstruct" and plan.get("recon_device") else 0
         jobs, skipped = [], 0
         for c in plan[stage.fanout]:
             i = c["index"]
@@ -82,7 +83,7 @@ def jobs_for(stage: graph.Stage, plan: dict, plan_path: Path, outdir: Path, skip
                 skipped += 1
                 continue
             jobs.append(Job(stage.name, i, ["--plan", p, "--chunk", str(i)], budget, cpus, time_s,
-                            log=logs / f"{stage.name}_{i:04d}.log"))
+                            log=logs / f"{stage.name}_{i:04d}.log", gpus=gpus))
         return jobs, skipped
     args = {
         "collect": ["--plan", p],
@@ -132,6 +133,10 @@ def run_pipeline(scan: str | Path | None, outdir: str | Path, params: Params, *,
         n = parallel_jobs(plan["memory"]["budget"], jobs)
         executor = LocalExecutor(n, cpus=cpus_available())
         log(f"local executor: up to {n} job(s) at a time, {cpus_available()} core(s) shared among them")
+        if plan.get("recon_device"):
+            slots = [g for g in executor.gpu_slots() if g]
+            log(f"reconstruct on {plan['recon_device']['backend']}: one job per GPU "
+                f"({', '.join(slots) if slots else 'no GPU found here: the jobs will say why'})")
     timings: dict[str, float] = {}
     stages: list[StageTiming] = []
     keep = params.keep_intermediates

@@ -231,11 +231,13 @@ class SlurmExecutor:
     name = "slurm"
 
     def __init__(self, folder: str | os.PathLike[str], *, partition: str | None = None,
+                 gpu_partition: str | None = None,
                  account: str | None = None, extra: Sequence[str] = (), oom_factor: float = 2.0,
                  poll_s: float = 30.0, python: str | None = None,
                  log: Callable[[str], None] | None = None):
         self.folder = Path(folder).resolve()
         self.partition = partition
+        self.gpu_partition = gpu_partition  # for jobs that need a GPU (default: partition)
         self.account = account
         self.extra = sbatch_options(extra)
         self.oom_factor = oom_factor
@@ -249,7 +251,7 @@ class SlurmExecutor:
         self._cancelled_pending: set[str] = set()  # arrays whose pending tasks we cancelled
 
     # -- submission ---------------------------------------------------------------------
-    def _executor(self, stage: str, memory: int, cpus: int, time_s: int) -> Any:
+    def _executor(self, stage: str, memory: int, cpus: int, time_s: int, gpus: int = 0) -> Any:
         submitit = _submitit()
         ex = submitit.SlurmExecutor(folder=self.folder / stage, python=self.python)
         params: dict[str, Any] = dict(
@@ -260,8 +262,11 @@ class SlurmExecutor:
                    f"export OMP_NUM_THREADS=${{OMP_NUM_THREADS:-{max(1, cpus)}}}"],
             wckey=None,  # submitit's default --wckey=submitit fails where wckeys are enforced
         )
-        if self.partition:
-            params["partition"] = self.partition
+        if gpus and not any(k in self.extra for k in ("gres", "gpus", "gpus-per-node")):
+            params["gres"] = f"gpu:{gpus}"  # as conf/gpu.config asks Nextflow's; --sbatch may name a type
+        partition = (self.gpu_partition or self.partition) if gpus else self.partition
+        if partition:
+            params["partition"] = partition
         if self.account:
             params["account"] = self.account
         if self.extra:
@@ -272,7 +277,7 @@ class SlurmExecutor:
     def _submit(self, jobs: list[Job], memory: int, attempt: int) -> list[_Task]:
         """One job array (a single job if there is one) for ``jobs``, all with ``memory``."""
         first = jobs[0]
-        ex = self._executor(first.stage, memory, first.cpus, max(j.time_s for j in jobs))
+        ex = self._executor(first.stage, memory, first.cpus, max(j.time_s for j in jobs), first.gpus)
         try:
             sjobs = ex.map_array(run_stage, [j.stage for j in jobs], [list(j.args) for j in jobs],
                                  [max(1, j.cpus) for j in jobs])
@@ -287,24 +292,25 @@ class SlurmExecutor:
             tasks.append(_Task(job, sj, memory, attempt, now))
         ids = sjobs[0].job_id.split("_")[0]
         self.log(f"{first.stage}: {len(jobs)} job(s) submitted as SLURM job {ids} "
-                 f"(--mem={mem_option(memory)}, --cpus-per-task={max(1, first.cpus)})")
+                 f"(--mem={mem_option(memory)}, --cpus-per-task={max(1, first.cpus)}"
+                 + (f", --gres=gpu:{first.gpus}" if first.gpus else "") + ")")
         return tasks
 
     # -- the run ------------------------------------------------------------------------
     def run_jobs(self, jobs: list[Job], on_done: Callable[[JobResult], Any] | None = None
                  ) -> list[JobResult]:
-        """Submit ``jobs`` as one array per (memory, cpus), wait, retry OOM once, report."""
+        """Submit ``jobs`` as one array per (memory, cpus, gpus), wait, retry OOM once, report."""
         if not jobs:
             return []
-        groups: dict[tuple[int, int], list[Job]] = {}
+        groups: dict[tuple[int, int, int], list[Job]] = {}
         for j in jobs:
-            groups.setdefault((j.memory, j.cpus), []).append(j)
+            groups.setdefault((j.memory, j.cpus, j.gpus), []).append(j)
         self._cancelled_pending = set()
         running: list[_Task] = []
         results: list[JobResult] = []
         failed = False
         try:
-            for (memory, _), group in groups.items():
+            for (memory, _, _), group in groups.items():
                 with _sigint_deferred():
                     running += self._submit(group, memory, 0)
             while running:

@@ -147,7 +147,13 @@ def run(plan: dict, chunks_dir: str | Path | None = None, output: str | Path | N
             sources.append((path, "/exchange/data", got))
     if problems:
         raise StageError(f"cannot collect: {'; '.join(problems)} — rerun `teravox preprocess` for those chunks")
-    out = output_path(plan, output)
+    return write_projections(plan, params, sources, output_path(plan, output))
+
+
+def write_projections(plan: dict, params: Params, sources: list[tuple[Path, str, tuple[int, ...]]],
+                      out: Path) -> Path:
+    """projections.h5: the sources (file, dataset, shape) joined along the projections as
+    one virtual dataset, with angles, physics and the resolved centre, size and range."""
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         ds = concat_virtual(f, "/exchange/data", sources)
         ds.attrs["quantity"] = "transmission"

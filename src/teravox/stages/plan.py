@@ -53,6 +53,13 @@ def summary(plan: dict) -> str:
     m, gib = plan["memory"], 2**30
     c = plan["center"]
     cval = "auto (found after pass 1)" if c["value"] is None else f"{c['value']:.2f} px ({c['how']})"
+    dev = plan.get("recon_device")
+    gpu = []
+    if dev:
+        what = (f"{dev['batch_pairs']} slice pair(s) per batch, device peak ≈ {dev['gpu_peak_estimate'] / gib:.2f} GiB"
+                if dev.get("batch_pairs") else dev.get("note", ""))
+        gpu = [f"  GPU ({dev['backend']}): {what} of {dev['gpu_memory'] / gib:.1f} GiB "
+               f"({dev['gpu_memory_source']})"]
     return "\n".join([
         f"plan for {plan['scan']['path']}",
         f"  projections {len(plan['theta_deg'])} × rows {plan['selection']['rows'][1] - plan['selection']['rows'][0]}"
@@ -61,6 +68,7 @@ def summary(plan: dict) -> str:
         f" + {plan['overlap_rows']} overlap ({plan['overlap_why']}), peak ≈ {m['preprocess_peak_estimate'] / gib:.2f} GiB",
         f"  pass 2: {len(plan['sino_chunks'])} sinogram chunk(s), subchunks of {plan['sino_subchunk_rows']} slices,"
         f" peak ≈ {m['reconstruct_peak_estimate'] / gib:.2f} GiB (budget {m['budget'] / gib:.2f} GiB)",
+        *gpu,
         f"  centre: {cval}",
     ])
 

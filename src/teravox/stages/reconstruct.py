@@ -63,6 +63,7 @@ def run_chunk(plan: dict, index: int, projections: str | Path | None = None,
     theta = np.deg2rad(np.asarray(plan["theta_deg"], dtype=np.float64))
     out = chunk_path(plan, index, outdir)
     step = plan["sino_subchunk_rows"]
+    batch_pairs = (plan.get("recon_device") or {}).get("batch_pairs")
     t0 = time.perf_counter()
     with h5py.File(proj_path, "r", rdcc_nbytes=64 * 2**20) as fin:
         data = fin["/exchange/data"]
@@ -78,7 +79,7 @@ def run_chunk(plan: dict, index: int, projections: str | Path | None = None,
                 if not np.isfinite(block).all():
                     raise StageError(f"{proj_path}: non-finite values in rows {b0}..{b1} (a projection "
                                      f"chunk file is damaged or was replaced; rerun preprocess and collect)")
-                slices = reconstruct_block(block, theta, params, geom, quantity)
+                slices = reconstruct_block(block, theta, params, geom, quantity, batch_pairs)
                 del block
                 ds[b0 - ch.start:b1 - ch.start] = mapping.apply(slices)
             for key, value in mapping.to_attrs().items():

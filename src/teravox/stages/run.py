@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=("local", "slurm"), default="local",
                    help="run the jobs here (local) or as SLURM job arrays (slurm)")
     p.add_argument("--partition", default=None, help="SLURM partition (executor slurm)")
+    p.add_argument("--gpu-partition", default=None,
+                   help="SLURM partition of the reconstruct jobs when the backend runs on a GPU "
+                        "(default: --partition); they ask for --gres=gpu:1")
     p.add_argument("--account", default=None, help="SLURM account (executor slurm)")
     p.add_argument("--sbatch", action="append", default=[], metavar="OPTION",
                    help="extra sbatch option, e.g. --sbatch=--qos=short (repeatable; executor slurm)")
@@ -55,7 +58,8 @@ def make_executor(args: argparse.Namespace, outdir: Path):  # noqa: ANN201
         return None
     from teravox.runner.slurm import SlurmExecutor
 
-    return SlurmExecutor(outdir / "slurm", partition=args.partition, account=args.account,
+    return SlurmExecutor(outdir / "slurm", partition=args.partition, gpu_partition=args.gpu_partition,
+                         account=args.account,
                          extra=args.sbatch)
 
 

@@ -62,17 +62,23 @@ def resolve(name: str) -> str:
 def reconstruct(sinos: np.ndarray, theta: np.ndarray, center: float, *, backend: str = "auto",
                 n: int | None = None, filter_name: str = "ramp", threads: int = 0,
                 eps: float = 1e-6, upsampfac: float = 1.25, algorithm: str = "fbp",
-                measured: tuple[int, int] | None = None) -> np.ndarray:
+                measured: tuple[int, int] | None = None, batch_pairs: int | None = None) -> np.ndarray:
     """Reconstruct (slices, angles, columns) line integrals into (slices, n, n) float32.
 
     theta in radians; center in detector columns (0-based, pixel i centred at i); n the
     output size in pixels (default: columns); values are attenuation per pixel.
     ``eps``/``upsampfac`` tune the NUFFT of the fourier backends; ``algorithm`` is
     passed to tomopy/tomocupy.  ``measured`` = [first, stop) columns that hold data rather
-    than padding; the CPU fourier backend then skips pixels no measured ray reaches.
+    than padding; the fourier backends then skip pixels no measured ray reaches.
+    ``batch_pairs`` caps the slice pairs per NUFFT batch of ``fourier-gpu`` (the plan
+    sizes it from GPU memory).
     """
     name = resolve(backend)
     impl = base.backend_class(name)()
-    extra = {"measured": measured} if (measured is not None and name == "fourier") else {}
+    extra: dict = {}
+    if measured is not None and name in ("fourier", "fourier-gpu"):
+        extra["measured"] = measured
+    if batch_pairs and name == "fourier-gpu":
+        extra["batch_pairs"] = batch_pairs
     return impl.reconstruct(sinos, theta, center, n=n, filter_name=filter_name, threads=threads,
                             eps=eps, upsampfac=upsampfac, algorithm=algorithm, **extra)

@@ -129,6 +129,17 @@ def _window_len(radius: float, n: int) -> int:
     return _even_fast_len(2 * half + 2)
 
 
+def layout_bounds(n_angles: int, columns: int, n: int) -> tuple[int, int, int]:
+    """Upper bounds on (pad_len, win_len, n_points) of any :func:`make_layout` for these
+    sizes with the centre on the detector (0 ≤ center ≤ columns), for memory planning
+    before the centre is known."""
+    win_len = _window_len((n - 1) / math.sqrt(2), n)
+    pad_len = max(_pad_len(columns, int(math.floor(c)) - win_len // 2, win_len) for c in (0, columns))
+    # left + right blocks hold ≤ win_len + 2 − k_lo − k_split samples per angle; the
+    # resampled bands replace 2·angles samples per |k| < k_split by fewer nodes.
+    return pad_len, win_len, n_angles * (win_len + 1) + 1
+
+
 @dataclass
 class Layout:
     """What depends on the geometry but not on the data (numpy arrays on the host).

@@ -98,14 +98,14 @@ _cache_lock = threading.Lock()
 
 
 def _geometry(cp: Any, theta: np.ndarray, columns: int, center: float, n: int,
-              filter_name: str) -> _DeviceGeometry:
-    key = (theta.tobytes(), columns, center, n, filter_name, fourier.RESAMPLE, cp.cuda.Device().id)
+              filter_name: str, measured: tuple[int, int] | None = None) -> _DeviceGeometry:
+    key = (theta.tobytes(), columns, center, n, filter_name, fourier.RESAMPLE, measured, cp.cuda.Device().id)
     with _cache_lock:
         geo = _cache.get(key)
         if geo is not None:
             _cache.move_to_end(key)
             return geo
-    layout = fourier.make_layout(theta, columns, center, n, filter_name, fourier.RESAMPLE)
+    layout = fourier.make_layout(theta, columns, center, n, filter_name, fourier.RESAMPLE, measured)
     geo = _DeviceGeometry(layout, cp)
     with _cache_lock:
         _cache[key] = geo
@@ -120,16 +120,61 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def _pairs_per_batch(cp: Any, lay: fourier.Layout, n_pairs: int, upsampfac: float) -> int:
-    """Slice pairs per NUFFT execute that fit in a share of the free device memory."""
-    n, m, cols = lay.n, lay.n_angles, lay.columns
-    fine = (math.ceil(max(upsampfac, 2.0) * n) + 16) ** 2 * 8  # the plan may fall back to 2.0
-    per_pair = (lay.n_points * 8 + fine + n * n * 8     # coefficients, fine grid, image
-                + 2 * (2 * m * cols * 4 + 2 * n * n * 4))  # double-buffered input and output
-    free, _total = cp.cuda.Device().mem_info
-    fixed = m * lay.pad_len * 8 + 2 * m * max(lay.k_split, 1) * 8 * 2
-    budget = max(per_pair, int(_DEVICE_FRACTION * free) - fixed)
-    cap = int(max(1, min(n_pairs, _MAX_PAIRS, budget // per_pair)))
+def _fine_side(n: int, upsampfac: float) -> int:
+    # cufinufft's fine grid side; the plan may fall back to upsampfac 2.0 (plan_for)
+    return math.ceil(max(upsampfac, 2.0) * n) + 16
+
+
+def _device_terms(n_angles: int, columns: int, n: int, pad_len: int, win_len: int,
+                  n_points: int, upsampfac: float) -> tuple[int, int, int]:
+    """Device bytes as (geometry, workspace, per slice pair of a batch).
+
+    geometry: the layout's factors, filter, points (and cufinufft's sort of them) and
+    mask; workspace: the filtering row buffer with cuFFT's out-of-place result, the
+    window spectrum and its wrap-around copy, the circles, DC; per pair: coefficients,
+    fine grid, complex image, and the double-buffered float32 input and output."""
+    m = n_angles
+    geometry = m * (win_len + 2) * 8 + 2 * m * 8 + pad_len * 4 + n_points * (8 + 8) + n * n * 4
+    workspace = 2 * m * pad_len * 8 + 2 * m * win_len * 8 + m * win_len * 8 + m * 8
+    per_pair = (n_points * 8 + _fine_side(n, upsampfac) ** 2 * 8 + n * n * 8
+                + 2 * (2 * m * columns * 4 + 2 * n * n * 4))
+    return geometry, workspace, per_pair
+
+
+def device_bytes(n_angles: int, columns: int, n: int, pairs: int, upsampfac: float = 1.25) -> int:
+    """Bound on the device memory of one ``fourier-gpu`` call that reconstructs
+    ``pairs`` slice pairs per NUFFT batch: (angles, columns) sinograms → n × n slices,
+    for any centre on the detector.  Used by the plan before the centre is known."""
+    pad_len, win_len, n_points = fourier.layout_bounds(n_angles, columns, n)
+    geometry, workspace, per_pair = _device_terms(n_angles, columns, n, pad_len, win_len,
+                                                  n_points, upsampfac)
+    return geometry + workspace + pairs * per_pair
+
+
+def pinned_bytes(n_angles: int, columns: int, n: int, pairs: int) -> int:
+    """Host memory of the page-locked double buffers for ``pairs`` pairs per batch."""
+    return 2 * (2 * pairs * n_angles * columns + 2 * pairs * n * n) * 4
+
+
+def batch_pairs_for(budget: int, n_angles: int, columns: int, n: int,
+                    upsampfac: float = 1.25) -> int:
+    """Most slice pairs per batch (≤ the useful maximum) within ``budget`` device bytes;
+    0 when not even one pair fits."""
+    base_ = device_bytes(n_angles, columns, n, 0, upsampfac)
+    per_pair = device_bytes(n_angles, columns, n, 1, upsampfac) - base_
+    return int(max(0, min(_MAX_PAIRS, (budget - base_) // per_pair)))
+
+
+def _pairs_per_batch(cp: Any, lay: fourier.Layout, n_pairs: int, upsampfac: float,
+                     limit: int | None = None) -> int:
+    """Slice pairs per NUFFT execute: at most ``limit`` (the plan's, from the GPU memory
+    it was given) or the useful maximum, and within a share of the device's free memory
+    now (other processes may share the device)."""
+    _geometry_, workspace, per_pair = _device_terms(lay.n_angles, lay.columns, lay.n, lay.pad_len,
+                                                    lay.win_len, lay.n_points, upsampfac)
+    free, _total = cp.cuda.Device().mem_info  # the geometry is already on the device
+    budget = max(per_pair, int(_DEVICE_FRACTION * free) - workspace)
+    cap = int(max(1, min(n_pairs, limit or _MAX_PAIRS, budget // per_pair)))
     # Balance the batches so that the last one carries little zero padding.
     batches = -(-n_pairs // cap)
     return -(-n_pairs // batches)
@@ -137,11 +182,15 @@ def _pairs_per_batch(cp: Any, lay: fourier.Layout, n_pairs: int, upsampfac: floa
 
 def reconstruct(sinos: np.ndarray, theta: np.ndarray, center: float, *, n: int | None = None,
                 filter_name: str = "ramp", threads: int = 0, eps: float = 1e-6,
-                upsampfac: float = 1.25, algorithm: str = "fbp") -> np.ndarray:
+                upsampfac: float = 1.25, algorithm: str = "fbp",
+                measured: tuple[int, int] | None = None, batch_pairs: int | None = None) -> np.ndarray:
     """Filtered backprojection via a NUFFT on the GPU; same contract as ``fourier``.
 
     theta in radians; center = rotation-axis column; returns (slices, n, n) float32
     attenuation per pixel.  ``threads`` is unused (the host side only copies).
+    ``measured``: [first, stop) columns holding data rather than padding (pixels no
+    measured ray reaches are skipped and set to 0, as on the CPU); ``batch_pairs``: most
+    slice pairs per NUFFT batch (the plan's, from GPU memory).
     """
     sinos, theta, center, n = base.check_inputs(sinos, theta, center, n)
     fourier.check_common(filter_name, eps, upsampfac, algorithm, "fourier-gpu")
@@ -150,12 +199,12 @@ def reconstruct(sinos: np.ndarray, theta: np.ndarray, center: float, *, n: int |
     result = np.empty((n_slices, n, n), dtype=np.float32)
     if n_slices == 0:
         return result
-    geo = _geometry(cp, theta, sinos.shape[2], center, n, filter_name)
+    geo = _geometry(cp, theta, sinos.shape[2], center, n, filter_name, measured)
     lay = geo.layout
     m, cols = lay.n_angles, lay.columns
     n_pairs = (n_slices + 1) // 2
     with geo.lock:
-        batch = _pairs_per_batch(cp, lay, n_pairs, upsampfac)
+        batch = _pairs_per_batch(cp, lay, n_pairs, upsampfac, batch_pairs)
         plan = geo.plan_for(cufinufft, batch, eps, upsampfac)
         ops = fourier.Ops(cp, cufft)
         batches = [(p0, min(batch, n_pairs - p0)) for p0 in range(0, n_pairs, batch)]
@@ -265,4 +314,5 @@ class FourierGpuBackend(base.BackendBase):
         return reconstruct(sinos, theta, center, **kw)
 
 
-__all__ = ["FourierGpuBackend", "clear_cache", "reconstruct"]
+__all__ = ["FourierGpuBackend", "batch_pairs_for", "clear_cache", "device_bytes", "pinned_bytes",
+           "reconstruct"]

@@ -41,6 +41,27 @@ def gpu_devices() -> list[str]:
         return []
 
 
+def reuse_freed_memory() -> bool:
+    """Ask glibc to serve large arrays from the heap and keep freed memory for the next.
+
+    A chunk job allocates the same block-sized arrays for every subchunk; glibc maps each
+    large one afresh and the kernel zeroes its pages on first touch, which took a third of
+    a pass-1 job's time (benchmarks/preprocess.py).  With these settings freed blocks are
+    reused instead.  A no-op (False) where the C library is not glibc.
+    """
+    import ctypes
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold, largest = -1, -3, 2**31 - 1  # mallopt takes a C int
+    return bool(libc.mallopt(m_mmap_threshold, largest) and libc.mallopt(m_trim_threshold, largest))
+
+
 def total_memory() -> int:
     import psutil
 

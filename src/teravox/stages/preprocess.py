@@ -169,7 +169,10 @@ def digest(plan: dict) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from teravox.resources import reuse_freed_memory
+
     plan = planmod.load(args.plan)
+    reuse_freed_memory()
     out = run_chunk(plan, args.chunk, args.outdir, progress=args.progress, shifts=args.shifts)
     with h5py.File(out, "r") as f:
         g = provenance.read(f)

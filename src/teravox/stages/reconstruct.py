@@ -91,7 +91,10 @@ def run_chunk(plan: dict, index: int, projections: str | Path | None = None,
 
 
 def _run(args: argparse.Namespace) -> int:
+    from teravox.resources import reuse_freed_memory
+
     plan = planmod.load(args.plan)
+    reuse_freed_memory()
     out = run_chunk(plan, args.chunk, args.projections, args.outdir, progress=args.progress)
     print(f"wrote {out}")
     return 0

@@ -176,31 +176,39 @@ def resident_mib(path: Path) -> float | None:
 
 # -- the job's blocks -------------------------------------------------------------------
 def job_blocks(plan: dict, index: int = 0) -> dict:
-    """What chunk ``index`` of the plan reads: projections, blocks of rows (with overlap), columns."""
+    """What chunk ``index`` of the plan reads: blocks (projections p0:p1 of the chunk, kept
+    rows b0:b1, rows read lo:hi with overlap), columns."""
     ch = plan["proj_chunks"][index]
     idx = np.asarray(plan["selection"]["proj_indices"][ch["start"]:ch["stop"]], dtype=np.int64)
     (r0, r1), (c0, c1) = plan["selection"]["rows"], plan["selection"]["cols"]
     n_rows, block, overlap = r1 - r0, plan["proj_subchunk_rows"], plan["overlap_rows"]
-    blocks = []
-    for b0 in range(0, n_rows, block):
-        b1 = min(b0 + block, n_rows)
-        blocks.append((b0, b1, max(0, b0 - overlap), min(n_rows, b1 + overlap)))
-    runs = np.split(idx, np.flatnonzero(np.diff(idx) != 1) + 1)
-    return {"idx": idx, "runs": [(int(r[0]), int(r[-1]) + 1) for r in runs], "r0": r0, "c0": c0, "c1": c1,
-            "n_rows": n_rows, "blocks": blocks, "rows_read": sum(hi - lo for _, _, lo, hi in blocks)}
+    n, pblock = idx.size, plan.get("proj_subchunk_projections")
+    if pblock:  # whole projections at full height
+        blocks = [(p0, min(p0 + pblock, n), 0, n_rows, 0, n_rows) for p0 in range(0, n, pblock)]
+    else:
+        blocks = [(0, n, b0, min(b0 + block, n_rows), max(0, b0 - overlap), min(n_rows, b0 + block + overlap))
+                  for b0 in range(0, n_rows, block)]
+    return {"idx": idx, "r0": r0, "c0": c0, "c1": c1, "n_rows": n_rows, "blocks": blocks, "pblock": pblock,
+            "rows_read": sum((hi - lo) * (p1 - p0) for p0, p1, _, _, lo, hi in blocks) / n}
 
 
 def h5_read_blocks(scan: Path, plan: dict, jb: dict) -> int:
-    """Read what the job reads (projections of each block with overlap, flats, darks); bytes read."""
+    """Read what the job reads (projections of each block with overlap; flats and darks for
+    each new band of rows, as the job's reader keeps the last); bytes read."""
     prm = plan["params"]
     nbytes = 0
     cols = slice(jb["c0"], jb["c1"])
+    last = None
     with h5py.File(scan, "r") as f:
         data, flats, darks = f[plan["scan"]["data_path"]], f[prm["flat_path"]], f[prm["dark_path"]]
-        for _, _, lo, hi in jb["blocks"]:
+        for p0, p1, _, _, lo, hi in jb["blocks"]:
             rows = slice(jb["r0"] + lo, jb["r0"] + hi)
-            parts = [data[a:b, rows, cols] for a, b in jb["runs"]]
-            parts += [flats[:, rows, cols], darks[:, rows, cols]]
+            idx = jb["idx"][p0:p1]
+            runs = np.split(idx, np.flatnonzero(np.diff(idx) != 1) + 1)
+            parts = [data[int(r[0]):int(r[-1]) + 1, rows, cols] for r in runs]
+            if (lo, hi) != last:
+                parts += [flats[:, rows, cols], darks[:, rows, cols]]
+                last = (lo, hi)
             nbytes += sum(p.nbytes for p in parts)
             del parts
     return nbytes
@@ -211,13 +219,13 @@ def h5_write_blocks(out: Path, jb: dict) -> int:
     from teravox.stages.preprocess import hdf5_chunks
 
     n, n_rows, n_cols = jb["idx"].size, jb["n_rows"], jb["c1"] - jb["c0"]
-    biggest = max(b1 - b0 for b0, b1, _, _ in jb["blocks"])
-    buf = np.ones((n, biggest, n_cols), dtype=np.float32)
+    biggest = max((p1 - p0, b1 - b0) for p0, p1, b0, b1, _, _ in jb["blocks"])
+    buf = np.ones(biggest + (n_cols,), dtype=np.float32)
     with h5py.File(out, "w") as f:
         ds = f.create_dataset("/exchange/data", shape=(n, n_rows, n_cols), dtype=np.float32,
-                              chunks=hdf5_chunks(n, n_rows, n_cols))
-        for b0, b1, _, _ in jb["blocks"]:
-            ds[:, b0:b1, :] = buf[:, :b1 - b0]
+                              chunks=hdf5_chunks(n, n_rows, n_cols, jb["pblock"]))
+        for p0, p1, b0, b1, _, _ in jb["blocks"]:
+            ds[p0:p1, b0:b1, :] = buf[:p1 - p0, :b1 - b0]
     return n * n_rows * n_cols * 4
 
 
@@ -371,9 +379,10 @@ def main(argv: list[str] | None = None) -> int:
         if plan["params"]["paganin"]:
             print(f"Paganin    {ph['energy_kev']:g} keV, {ph['distance_m']:g} m, pixel {ph['pixel_size_m']:g} m, "
                   f"delta/beta {plan['params']['delta_beta']:g}")
-        print(f"plan       blocks of {plan['proj_subchunk_rows']} rows + {plan['overlap_rows']} overlap each side "
-              f"({plan['overlap_why']}): {len(jb['blocks'])} blocks, {jb['rows_read']} rows read and "
-              f"computed for {jb['n_rows']} kept ({amp:.2f}x)")
+        shape = (f"{jb['pblock']} projections at full height (no overlap)" if jb["pblock"] else
+                 f"{plan['proj_subchunk_rows']} rows + {plan['overlap_rows']} overlap each side")
+        print(f"plan       blocks of {shape} ({plan['overlap_why']}): {len(jb['blocks'])} blocks, "
+              f"{jb['rows_read']:.0f} rows read and computed for {jb['n_rows']} kept ({amp:.2f}x)")
         print()
         print(f"| {'job':<6} | {'page cache before':>17} | {'wall s':>7} | {'raw MB/s':>8} | {'CPU s (user+sys)':>16} | "
               f"{'page faults':>11} | {'peak RSS MiB':>12} | {'/ budget':>8} | {'/ plan estimate':>15} | {'others CPU s u/s/st':>19} | "

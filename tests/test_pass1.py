@@ -159,14 +159,20 @@ def test_plan_scan_mismatch_and_chunk_range(tmp_path):
     assert res.returncode == 2 and "chunk 5 is out of range" in res.stderr and "Traceback" not in res.stderr
 
 
-def test_preprocess_peak_memory_under_budget(tmp_path):
-    """A ~64 MiB chunk with a 400 MiB budget: the job's peak RSS stays under the budget."""
+@pytest.mark.parametrize("stripe_prep", ["off", "sorting"])
+def test_preprocess_peak_memory_under_budget(tmp_path, stripe_prep):
+    """A ~64 MiB chunk with a 400 MiB budget: the job's peak RSS stays under the budget, in
+    blocks of whole projections, and (pass-1 stripe removal needs every angle) of rows."""
     scan = tmp_path / "m.h5"
     write_scan(scan, n_angles=256, n_rows=128, n_cols=1024, noise=False, seed=2, progress=False)
     with open_scan(scan) as s:
-        plan = planmod.make_plan(s, from_mapping({"proj_chunks": 1, "memory": "400M", "outliers": True}),
-                                 workdir=tmp_path)
-    assert plan["proj_subchunk_rows"] < 128  # the budget forces several subchunks
+        plan = planmod.make_plan(s, from_mapping({"proj_chunks": 1, "memory": "400M", "outliers": True,
+                                                  "stripe_prep": stripe_prep}), workdir=tmp_path)
+    # the budget forces several subchunks
+    if stripe_prep == "off":
+        assert plan["proj_subchunk_projections"] < 256 and plan["proj_subchunk_rows"] == 128
+    else:
+        assert plan["proj_subchunk_projections"] is None and plan["proj_subchunk_rows"] < 128
     planmod.save(plan, tmp_path / "plan.json")
     code = ("import sys; from teravox.cli import main; from teravox.resources import peak_rss; "
             "rc = main(sys.argv[1:]); print(peak_rss()); sys.exit(rc)")
@@ -174,3 +180,25 @@ def test_preprocess_peak_memory_under_budget(tmp_path):
                           "--chunk", "0"], capture_output=True, text=True, check=True)
     peak = int(res.stdout.strip().splitlines()[-1])
     assert peak < plan["memory"]["budget"], (peak, plan["memory"])
+
+
+def test_projection_blocks_equal_row_blocks(tmp_path):
+    """Blocks of whole projections at full height (chosen by the plan under a small budget,
+    no overlap) give the projections that row blocks with overlap give."""
+    scan = tmp_path / "p.h5"
+    write_scan(scan, n_angles=200, n_rows=96, n_cols=384, drift=True, zingers=True, noise=True, seed=4,
+               progress=False)
+    # 2 cm: a Paganin support of 22 rows, so that row blocks of 8 see only part of the height
+    common = dict(proj_chunks=1, memory="380M", **{**CHUNK_FREE, "distance_m": 0.02})
+    plan_p, by_proj = run_pass1(scan, tmp_path / "proj", **common)
+    plan_r, by_rows = run_pass1(scan, tmp_path / "rows", proj_subchunk_rows=8, **common)
+    pblock = plan_p["proj_subchunk_projections"]
+    assert pblock and pblock < 200 and 8 < plan_p["overlap_rows"] < 40  # several blocks per chunk
+    assert plan_r["proj_subchunk_projections"] is None
+    assert plan_p["memory"]["preprocess_peak_estimate"] <= plan_p["memory"]["budget"]
+    with h5py.File(preprocess.chunk_path(plan_p, 0)) as f:
+        assert f["/exchange/data"].chunks[0] <= pblock and pblock % f["/exchange/data"].chunks[0] == 0
+    with h5py.File(by_proj) as a, h5py.File(by_rows) as b:
+        x, y = a["/exchange/data"][()], b["/exchange/data"][()]
+    assert np.isfinite(x).all() and x.shape == y.shape
+    assert np.max(np.abs(x - y)) <= 1e-5 * np.max(np.abs(x))

@@ -129,12 +129,37 @@ def overlap_rows(params: Params, energy_kev: float | None, distance_m: float | N
 
 
 def prep_job_bytes(n_proj: int, rows: int, overlap: int, cols: int, raw_itemsize: int,
-                   n_flat_frames: int) -> int:
-    """Estimated peak of a pass-1 job holding ``n_proj`` projections × (rows + 2·overlap) rows."""
-    block_rows = rows + 2 * overlap
+                   n_flat_frames: int, total_rows: int | None = None) -> int:
+    """Estimated peak of a pass-1 job holding ``n_proj`` projections × (rows + 2·overlap)
+    rows, at most the ``total_rows`` the detector has."""
+    block_rows = rows + 2 * overlap if total_rows is None else min(rows + 2 * overlap, total_rows)
     px = n_proj * block_rows * cols
     flats = n_flat_frames * block_rows * cols * (raw_itemsize + 4)
     return JOB_BASE_BYTES + px * (PREP_BYTES_PER_PX + raw_itemsize) + flats
+
+
+def hdf5_chunk_angles(n_proj: int, n_rows: int, n_cols: int, block: int | None = None) -> int:
+    """Angles per HDF5 chunk of a projection-chunk file (~4 MiB over up to 8 rows): at
+    most ``block`` (projections per subchunk) where one is given, which the plan makes a
+    multiple of it, so that each subchunk writes whole chunks."""
+    cap = max(1, min(n_proj, (4 * 2**20) // (4 * min(n_rows, 8) * min(n_cols, 4096))))
+    return min(cap, block) if block else cap
+
+
+def projection_block(n_proj: int, n_rows: int, n_cols: int, raw_itemsize: int, n_flat_frames: int,
+                     budget: int) -> int:
+    """Most projections at full height that a pass-1 subchunk can hold within ``budget``
+    (0: not even one), cut to whole HDF5 chunks of the output."""
+    fit = 0
+    lo, hi = 1, n_proj
+    while lo <= hi:  # the estimate grows with the projections: bisect
+        mid = (lo + hi) // 2
+        if prep_job_bytes(mid, n_rows, 0, n_cols, raw_itemsize, n_flat_frames) <= budget:
+            fit, lo = mid, mid + 1
+        else:
+            hi = mid - 1
+    cap = hdf5_chunk_angles(n_proj, n_rows, n_cols)
+    return fit - fit % cap if fit > cap else fit
 
 
 def recon_job_bytes(n_sino: int, n_angles: int, cols_padded: int, n_out: int) -> int:
@@ -253,20 +278,27 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
     biggest_p = max(c.size for c in proj_chunks)
     n_flat_frames = scan.n_flats + scan.n_flats_after + scan.n_darks
     rows_max = max(c.size for c in sino_chunks)
+    prow, pproj = 0, None
     if params.proj_subchunk_rows:
         prow = min(params.proj_subchunk_rows, n_r)
     else:
-        prow = 0
         for cand in range(n_r, 0, -1):  # largest block that fits
-            if prep_job_bytes(biggest_p, cand, overlap, n_c, scan.dtype.itemsize, n_flat_frames) <= budget:
+            if prep_job_bytes(biggest_p, cand, overlap, n_c, scan.dtype.itemsize, n_flat_frames, n_r) <= budget:
                 prow = cand
                 break
+        if params.stripe_prep == "off" and overlap and prow < n_r:
+            # Row blocks recompute 2 × overlap rows each; blocks of whole projections at full
+            # height need none, since only pass-1 stripe removal needs all angles of a row.
+            pproj = projection_block(biggest_p, n_r, n_c, scan.dtype.itemsize, n_flat_frames, budget) or None
+            if pproj:
+                prow = n_r
         if prow == 0:
-            need = prep_job_bytes(biggest_p, 1, overlap, n_c, scan.dtype.itemsize, n_flat_frames)
+            need = prep_job_bytes(biggest_p, 1, overlap, n_c, scan.dtype.itemsize, n_flat_frames, n_r)
             raise PlanError(f"memory: {params.memory} is too small for one detector row of a projection "
-                            f"chunk ({biggest_p} projections × {n_c} columns needs ~{need / 2**20:.0f} MiB); "
-                            f"raise --memory or use more --proj-chunks")
-    prep_peak = prep_job_bytes(biggest_p, prow, overlap, n_c, scan.dtype.itemsize, n_flat_frames)
+                            f"chunk ({biggest_p} projections × {n_c} columns needs ~{need / 2**20:.0f} MiB) "
+                            f"or one whole projection; raise --memory or use more --proj-chunks")
+    prep_peak = (prep_job_bytes(pproj, n_r, 0, n_c, scan.dtype.itemsize, n_flat_frames) if pproj
+                 else prep_job_bytes(biggest_p, prow, overlap, n_c, scan.dtype.itemsize, n_flat_frames, n_r))
 
     from teravox.recon.sinogram import default_pad_width
 
@@ -344,6 +376,7 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
         "proj_chunks": [c.to_dict() for c in proj_chunks],
         "sino_chunks": [c.to_dict() for c in sino_chunks],
         "proj_subchunk_rows": prow,
+        "proj_subchunk_projections": pproj,
         "sino_subchunk_rows": srow,
         "merge_block_rows": merge_rows,
         "pad_width_px": pad,

@@ -85,6 +85,7 @@ class Scan:
     _flats: Any = field(default=None, repr=False)
     _flats_after: Any = field(default=None, repr=False)
     _darks: Any = field(default=None, repr=False)
+    _fields_cache: tuple[tuple, tuple] | None = field(default=None, repr=False)
     # NXtomo keeps all frames in one stack: these map our indices to frame indices
     _proj_frames: np.ndarray | None = field(default=None, repr=False)
     _flat_frames: np.ndarray | None = field(default=None, repr=False)
@@ -138,13 +139,20 @@ class Scan:
     def read_fields(self, rows: slice = slice(None), cols: slice = slice(None), *,
                     flat_method: str = "mean", dark_method: str = "mean"
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Combined (rows, cols) flat, dark and after-scan flat (None without one), float32."""
+        """Combined (rows, cols) flat, dark and after-scan flat (None without one), float32.
+
+        The last result is kept: a job reading blocks of projections at full height asks for
+        the same fields for every block."""
         from teravox.prep.flatdark import combine
 
+        key = (rows.start, rows.stop, rows.step, cols.start, cols.stop, cols.step, flat_method, dark_method)
+        if self._fields_cache is not None and self._fields_cache[0] == key:
+            return self._fields_cache[1]
         flat = combine(self.read_flats(rows, cols), flat_method)
         dark = combine(self.read_darks(rows, cols), dark_method)
         after = (combine(self.read_flats(rows, cols, after=True), flat_method)
                  if self.n_flats_after else None)
+        self._fields_cache = (key, (flat, dark, after))
         return flat, dark, after
 
     def _read(self, ds: Any, frames: np.ndarray | None, index: slice | np.ndarray,

@@ -53,6 +53,11 @@ def summary(plan: dict) -> str:
     m, gib = plan["memory"], 2**30
     c = plan["center"]
     cval = "auto (found after pass 1)" if c["value"] is None else f"{c['value']:.2f} px ({c['how']})"
+    if plan.get("proj_subchunk_projections"):
+        sub1 = (f"{plan['proj_subchunk_projections']} projections at full height (no overlap rows needed "
+                f"for {plan['overlap_why']})")
+    else:
+        sub1 = f"{plan['proj_subchunk_rows']} rows + {plan['overlap_rows']} overlap ({plan['overlap_why']})"
     dev = plan.get("recon_device")
     gpu = []
     if dev:
@@ -64,8 +69,8 @@ def summary(plan: dict) -> str:
         f"plan for {plan['scan']['path']}",
         f"  projections {len(plan['theta_deg'])} × rows {plan['selection']['rows'][1] - plan['selection']['rows'][0]}"
         f" × columns {plan['selection']['cols'][1] - plan['selection']['cols'][0]}  → volume {tuple(plan['recon_shape'])}",
-        f"  pass 1: {len(plan['proj_chunks'])} projection chunk(s), subchunks of {plan['proj_subchunk_rows']} rows"
-        f" + {plan['overlap_rows']} overlap ({plan['overlap_why']}), peak ≈ {m['preprocess_peak_estimate'] / gib:.2f} GiB",
+        f"  pass 1: {len(plan['proj_chunks'])} projection chunk(s), subchunks of {sub1},"
+        f" peak ≈ {m['preprocess_peak_estimate'] / gib:.2f} GiB",
         f"  pass 2: {len(plan['sino_chunks'])} sinogram chunk(s), subchunks of {plan['sino_subchunk_rows']} slices,"
         f" peak ≈ {m['reconstruct_peak_estimate'] / gib:.2f} GiB (budget {m['budget'] / gib:.2f} GiB)",
         *gpu,

@@ -43,13 +43,11 @@ def chunk_path(plan: dict, index: int, outdir: str | Path | None = None) -> Path
     return planmod.workdir(plan, outdir) / plan["outputs"]["proj_chunk"].format(index=index)
 
 
-def hdf5_chunks(n_proj: int, n_rows: int, n_cols: int) -> tuple[int, int, int]:
+def hdf5_chunks(n_proj: int, n_rows: int, n_cols: int, block: int | None = None) -> tuple[int, int, int]:
     """~4 MiB HDF5 chunks spanning a few rows and many angles, so both the pass-1 writes
-    (all angles of a row block) and the pass-2 reads (all angles of a few rows) touch few chunks."""
-    cols = min(n_cols, 4096)
-    rows = max(1, min(n_rows, 8))
-    angles = max(1, min(n_proj, (4 * 2**20) // (4 * rows * cols)))
-    return (angles, rows, cols)
+    (all angles of a row block, or whole chunks of a ``block`` of projections) and the
+    pass-2 reads (all angles of a few rows) touch few chunks."""
+    return (planmod.hdf5_chunk_angles(n_proj, n_rows, n_cols, block), max(1, min(n_rows, 8)), min(n_cols, 4096))
 
 
 def run_chunk(plan: dict, index: int, outdir: str | Path | None = None, progress: bool = False,
@@ -69,8 +67,8 @@ def run_chunk(plan: dict, index: int, outdir: str | Path | None = None, progress
         if not shifts_path.exists():
             raise StageError(f"{shifts_path}: shifts file does not exist (run `teravox stitch-align` first)")
         with StitchedSource(plan, shifts_path, params) as src:
-            def read(rows: slice) -> tuple[np.ndarray, Counts]:
-                block, counts = src.read_normalized(idx, rows)
+            def read(projs: slice, rows: slice) -> tuple[np.ndarray, Counts]:
+                block, counts = src.read_normalized(idx[projs], rows)
                 return block[:, :, c0:c1], counts
 
             return _write_chunk(plan, index, outdir, progress, read, air_level=None,
@@ -81,46 +79,54 @@ def run_chunk(plan: dict, index: int, outdir: str | Path | None = None, progress
         i0_reference = float(np.mean(scan.i0[all_idx])) if scan.i0 is not None else None
         air_level = _air_levels(scan, params, plan, idx) if params.i0 == "air" else None
 
-        def read(rows: slice) -> tuple[np.ndarray, Counts]:
-            return read_normalized(scan, params, idx, rows, slice(c0, c1), i0_reference=i0_reference)
+        def read(projs: slice, rows: slice) -> tuple[np.ndarray, Counts]:
+            return read_normalized(scan, params, idx[projs], rows, slice(c0, c1), i0_reference=i0_reference)
 
         return _write_chunk(plan, index, outdir, progress, read, air_level=air_level,
                             input=plan["scan"]["path"], proj_indices=[int(idx[0]), int(idx[-1])])
 
 
 def _write_chunk(plan: dict, index: int, outdir: str | Path | None, progress: bool,
-                 read: Callable[[slice], tuple[np.ndarray, Counts]], air_level: np.ndarray | None,
+                 read: Callable[[slice, slice], tuple[np.ndarray, Counts]], air_level: np.ndarray | None,
                  **provenance_extra: object) -> Path:
-    """The block loop every projection-chunk job shares: ``read`` gives the normalised
-    (I0-corrected) rows of a block plus overlap; the rest of the chain runs on them and the
-    rows without their overlap go into ``proj_<index>.h5``, atomically."""
+    """The block loop every projection-chunk job shares: ``read(projections, rows)`` gives
+    the normalised (I0-corrected) block, projections of the chunk × detector rows plus
+    overlap; the rest of the chain runs on it and the rows without their overlap go into
+    ``proj_<index>.h5``, atomically.  Blocks are the plan's: all projections of the chunk
+    × a band of rows plus overlap, or (``proj_subchunk_projections``) a few projections
+    at full height, which need no overlap."""
     params = planmod.params_of(plan)
     ch = planmod.chunk(plan, "proj_chunks", index)
     (r0, r1), (c0, c1) = plan["selection"]["rows"], plan["selection"]["cols"]
     n_proj, n_rows, n_cols = ch.size, r1 - r0, c1 - c0
     overlap, block = plan["overlap_rows"], plan["proj_subchunk_rows"]
+    pblock = plan.get("proj_subchunk_projections")
+    if pblock:
+        blocks = [(slice(p0, min(p0 + pblock, n_proj)), 0, n_rows, 0, n_rows) for p0 in range(0, n_proj, pblock)]
+    else:
+        blocks = [(slice(0, n_proj), b0, min(b0 + block, n_rows), max(0, b0 - overlap),
+                   min(n_rows, b0 + block + overlap)) for b0 in range(0, n_rows, block)]
     physics = Physics(**plan["physics"])
     out = chunk_path(plan, index, outdir)
     t0 = time.perf_counter()
     counts = Counts()
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         ds = f.create_dataset("/exchange/data", shape=(n_proj, n_rows, n_cols), dtype=np.float32,
-                              chunks=hdf5_chunks(n_proj, n_rows, n_cols))
+                              chunks=hdf5_chunks(n_proj, n_rows, n_cols, pblock))
         ds.attrs["quantity"] = "transmission"
         f.create_dataset("/exchange/theta", data=np.asarray(plan["theta_deg"])[ch.start:ch.stop])
-        for b0 in bar(list(range(0, n_rows, block)), desc=f"preprocess chunk {index}", unit="block",
-                      enable=progress):
-            b1 = min(b0 + block, n_rows)
-            lo, hi = max(0, b0 - overlap), min(n_rows, b1 + overlap)
-            normalized, c = read(slice(r0 + lo, r0 + hi))
+        for projs, b0, b1, lo, hi in bar(blocks, desc=f"preprocess chunk {index}", unit="block",
+                                         enable=progress):
+            normalized, c = read(projs, slice(r0 + lo, r0 + hi))
             try:
-                corrected = correct_normalized(normalized, params, c, air_level=air_level,
-                                               physics=physics)
+                corrected = correct_normalized(normalized, params, c, physics=physics,
+                                               air_level=None if air_level is None else air_level[projs])
             except ValueError as exc:  # a science function refused its input
-                raise StageError(f"projection chunk {index}, rows {r0 + lo}..{r0 + hi}: {exc}") from None
+                raise StageError(f"projection chunk {index}, projections {ch.start + projs.start}.."
+                                 f"{ch.start + projs.stop}, rows {r0 + lo}..{r0 + hi}: {exc}") from None
             del normalized
             counts.add(c)
-            ds[:, b0:b1, :] = corrected[:, b0 - lo:b0 - lo + (b1 - b0), :]
+            ds[projs, b0:b1, :] = corrected[:, b0 - lo:b0 - lo + (b1 - b0), :]
             del corrected
         if not np.isfinite(ds[:, :1, :]).all():  # cheap sentinel; the chain guards every block
             raise StageError(f"{out}: non-finite values after pass 1 in chunk {index}")

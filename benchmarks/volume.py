@@ -49,7 +49,7 @@ from teravox.synth.phantom import default_phantom
 MIB, GIB = 2**20, 2**30
 
 
-def write_scan(folder: Path, n: int, rows: int, angles: int, distinct: int) -> tuple[Path, np.ndarray]:
+def write_tiled_scan(folder: Path, n: int, rows: int, angles: int, distinct: int) -> tuple[Path, np.ndarray]:
     """A DXchange scan of (angles, rows, n) float32 transmissions, ``distinct`` rows
     repeated; returns its path and the z (pixels from the middle) of the distinct rows."""
     theta = np.arange(angles) * 180.0 / angles
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     try:
         t0 = time.perf_counter()
-        scan, z = write_scan(root, args.n, args.rows, angles, args.distinct)
+        scan, z = write_tiled_scan(root, args.n, args.rows, angles, args.distinct)
         print(f"# projections: {angles} × {args.rows} × {args.n} float32 ({angles * args.rows * args.n * 4 / GIB:.1f} "
               f"GiB as read), {args.distinct} distinct rows, written in {time.perf_counter() - t0:.1f} s")
         truth = default_phantom(args.n).slice(float(z[(args.rows // 2) % args.distinct]), args.n, supersample=2)

@@ -196,9 +196,10 @@ def gpu_memory(params: Params) -> tuple[int, str]:
 
 
 def device_plan(params: Params, n_angles: int, columns: int, n: int) -> dict[str, Any] | None:
-    """GPU side of pass 2 (None for CPU backends): slice pairs per NUFFT batch from the
-    GPU memory, for ``n_angles`` × ``columns`` sinograms (padded, as the backend sees
-    them) → n × n slices.  PlanError when not even one pair fits."""
+    """GPU side of pass 2 (None for CPU backends): the most slice pairs per NUFFT batch
+    that the GPU memory holds, for ``n_angles`` × ``columns`` sinograms (padded, as the
+    backend sees them) → n × n slices; :func:`make_plan` fits them to the subchunks.
+    PlanError when not even one pair fits."""
     backend = recon_backend(params)
     if backend not in GPU_BACKENDS:
         return None
@@ -216,8 +217,7 @@ def device_plan(params: Params, n_angles: int, columns: int, n: int) -> dict[str
                         f"of fourier-gpu ({n_angles} angles × {columns} padded columns → {n}² needs "
                         f"~{need / GIB:.1f} GiB); give the card's memory with --gpu-memory, or use "
                         f"--backend fourier")
-    out.update(batch_pairs=pairs, gpu_peak_estimate=fourier_gpu.device_bytes(
-        n_angles, columns, n, pairs, params.fourier_upsampfac))
+    out["batch_pairs"] = pairs
     return out
 
 
@@ -310,12 +310,13 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
     device = device_plan(params, n_angles_recon, cols_padded, n_out)
     pairs = (device or {}).get("batch_pairs") or 0
 
+    if pairs:
+        from teravox.recon.backends import fourier_gpu
+
     def recon_bytes(rows: int) -> int:
         pinned = 0
         if pairs:  # page-locked double buffers of the GPU backend
-            from teravox.recon.backends.fourier_gpu import pinned_bytes
-
-            pinned = pinned_bytes(n_angles_recon, cols_padded, n_out, min(pairs, -(-rows // 2)))
+            pinned = fourier_gpu.pinned_bytes(n_angles_recon, cols_padded, n_out, min(pairs, -(-rows // 2)))
         return recon_job_bytes(rows, n_p, cols_padded, n_out) + pinned
 
     if params.sino_subchunk_rows:
@@ -334,11 +335,9 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
         if pairs and srow > 2 * pairs and srow < rows_max:
             srow -= srow % (2 * pairs)  # whole GPU batches: none runs part-empty
     if pairs:  # a subchunk smaller than a batch makes the batch smaller
-        from teravox.recon.backends.fourier_gpu import device_bytes
-
         device["batch_pairs"] = min(pairs, -(-srow // 2))
-        device["gpu_peak_estimate"] = device_bytes(n_angles_recon, cols_padded, n_out, device["batch_pairs"],
-                                                   params.fourier_upsampfac)
+        device["gpu_peak_estimate"] = fourier_gpu.device_bytes(n_angles_recon, cols_padded, n_out,
+                                                               device["batch_pairs"], params.fourier_upsampfac)
     recon_peak = recon_bytes(srow)
     # merge streams a z-block that fits half the budget (the other half: HDF5 caches, pyramid)
     merge_rows = max(1, int((budget - JOB_BASE_BYTES) // 2 // max(1, n_out * n_out * 4 * 2)))

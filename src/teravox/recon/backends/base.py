@@ -10,7 +10,10 @@ imported lazily by name, so that importing teravox never imports CuPy or TomoPy.
 from __future__ import annotations
 
 import importlib
-from typing import Protocol, runtime_checkable
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -61,6 +64,34 @@ class BackendBase:
     @classmethod
     def is_available(cls) -> bool:
         return not cls.why_absent()
+
+
+class LruCache:
+    """The last ``size`` values by key, thread-safe: the backends' geometries and plans,
+    built once for a stage's many calls with the same angles and centre."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, make: Callable[[], Any]) -> Any:
+        """The value under ``key``, made by ``make()`` (outside the lock) when absent."""
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+                return value
+        value = make()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
 
 
 def backend_class(name: str) -> type:

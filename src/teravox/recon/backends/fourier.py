@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -438,30 +437,19 @@ class _Cached:
         self.lock = threading.Lock()
 
 
-_cache: OrderedDict[tuple, _Cached] = OrderedDict()
-_cache_lock = threading.Lock()
+_cache = base.LruCache(_CACHE_SIZE)
 
 
 def _cached_layout(theta: np.ndarray, columns: int, center: float, n: int,
                    filter_name: str, measured: tuple[int, int] | None = None) -> _Cached:
     key = (theta.tobytes(), columns, center, n, filter_name, RESAMPLE, measured)
-    with _cache_lock:
-        entry = _cache.get(key)
-        if entry is not None:
-            _cache.move_to_end(key)
-            return entry
-    entry = _Cached(make_layout(theta, columns, center, n, filter_name, RESAMPLE, measured))
-    with _cache_lock:
-        _cache[key] = entry
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    return entry
+    return _cache.get(key, lambda: _Cached(make_layout(theta, columns, center, n, filter_name, RESAMPLE,
+                                                       measured)))
 
 
 def clear_cache() -> None:
     """Forget cached geometries and plans (frees their memory)."""
-    with _cache_lock:
-        _cache.clear()
+    _cache.clear()
 
 
 def _fine_grid_bytes(n: int, upsampfac: float) -> int:

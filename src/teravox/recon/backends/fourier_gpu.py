@@ -17,10 +17,8 @@ CuPy and cufinufft are imported only when this backend is used.
 
 from __future__ import annotations
 
-import math
 import threading
 import warnings
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -93,36 +91,19 @@ class _DeviceGeometry:
         return plan
 
 
-_cache: OrderedDict[tuple, _DeviceGeometry] = OrderedDict()
-_cache_lock = threading.Lock()
+_cache = base.LruCache(_CACHE_SIZE)
 
 
 def _geometry(cp: Any, theta: np.ndarray, columns: int, center: float, n: int,
               filter_name: str, measured: tuple[int, int] | None = None) -> _DeviceGeometry:
     key = (theta.tobytes(), columns, center, n, filter_name, fourier.RESAMPLE, measured, cp.cuda.Device().id)
-    with _cache_lock:
-        geo = _cache.get(key)
-        if geo is not None:
-            _cache.move_to_end(key)
-            return geo
-    layout = fourier.make_layout(theta, columns, center, n, filter_name, fourier.RESAMPLE, measured)
-    geo = _DeviceGeometry(layout, cp)
-    with _cache_lock:
-        _cache[key] = geo
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    return geo
+    return _cache.get(key, lambda: _DeviceGeometry(
+        fourier.make_layout(theta, columns, center, n, filter_name, fourier.RESAMPLE, measured), cp))
 
 
 def clear_cache() -> None:
     """Forget device geometries and plans (frees device memory at the next collection)."""
-    with _cache_lock:
-        _cache.clear()
-
-
-def _fine_side(n: int, upsampfac: float) -> int:
-    # cufinufft's fine grid side; the plan may fall back to upsampfac 2.0 (plan_for)
-    return math.ceil(max(upsampfac, 2.0) * n) + 16
+    _cache.clear()
 
 
 def _device_terms(n_angles: int, columns: int, n: int, pad_len: int, win_len: int,
@@ -136,7 +117,8 @@ def _device_terms(n_angles: int, columns: int, n: int, pad_len: int, win_len: in
     m = n_angles
     geometry = m * (win_len + 2) * 8 + 2 * m * 8 + pad_len * 4 + n_points * (8 + 8) + n * n * 4
     workspace = 2 * m * pad_len * 8 + 2 * m * win_len * 8 + m * win_len * 8 + m * 8
-    per_pair = (n_points * 8 + _fine_side(n, upsampfac) ** 2 * 8 + n * n * 8
+    # the plan may fall back to upsampfac 2.0 (plan_for)
+    per_pair = (n_points * 8 + fourier._fine_grid_bytes(n, max(upsampfac, 2.0)) + n * n * 8
                 + 2 * (2 * m * columns * 4 + 2 * n * n * 4))
     return geometry, workspace, per_pair
 

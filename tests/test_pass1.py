@@ -85,6 +85,17 @@ def test_virtual_dataset_is_the_concatenation(drift_scan, tmp_path):
     np.testing.assert_array_equal(np.load(other / "out.npy"), want)
 
 
+def test_collect_leaves_the_chunk_files_untouched(drift_scan, tmp_path):
+    """collect reads the chunks (automatic centre) through its virtual dataset: read-only,
+    so no byte and no mtime of a chunk changes (Nextflow's -resume hashes size and mtime)."""
+    plan, _ = run_pass1(drift_scan, tmp_path / "w", proj_chunks=2, center="auto")
+    paths = [preprocess.chunk_path(plan, c["index"]) for c in plan["proj_chunks"]]
+    before = [(p.stat().st_mtime_ns, p.read_bytes()) for p in paths]
+    time.sleep(0.01)
+    collect.run(plan)
+    assert [(p.stat().st_mtime_ns, p.read_bytes()) for p in paths] == before
+
+
 def test_collect_names_missing_and_foreign_chunks(drift_scan, tmp_path):
     plan, _ = run_pass1(drift_scan, tmp_path / "w", proj_chunks=3)
     preprocess.chunk_path(plan, 1).unlink()

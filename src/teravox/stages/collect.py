@@ -154,20 +154,25 @@ def write_projections(plan: dict, params: Params, sources: list[tuple[Path, str,
                       out: Path) -> Path:
     """projections.h5: the sources (file, dataset, shape) joined along the projections as
     one virtual dataset, with angles, physics and the resolved centre, size and range."""
-    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
-        ds = concat_virtual(f, "/exchange/data", sources)
-        ds.attrs["quantity"] = "transmission"
-        f.create_dataset("/exchange/theta", data=np.asarray(plan["theta_deg"], dtype=np.float64))
-        f["/exchange/theta"].attrs["units"] = "degrees"
-        for name, value in plan["physics"].items():
-            if value is not None:
-                f.create_dataset(f"/measurement/teravox/{name}", data=value)
-        resolved = resolve(plan, params, ds, "transmission")
-        g = f.create_group("/process/teravox/resolved")
-        g.attrs["json"] = json.dumps(resolved)
-        resolved_plan = {**plan, "center": {"value": resolved["center"], "how": resolved["center_how"]}}
-        provenance.write(f, stage="collect", params=params.to_dict(), plan=resolved_plan,
-                         input=plan["scan"]["path"], chunks=[str(Path(s[0]).resolve()) for s in sources])
+    with atomic_path(out) as tmp:
+        with h5py.File(tmp, "w") as f:
+            ds = concat_virtual(f, "/exchange/data", sources)
+            ds.attrs["quantity"] = "transmission"
+            f.create_dataset("/exchange/theta", data=np.asarray(plan["theta_deg"], dtype=np.float64))
+            f["/exchange/theta"].attrs["units"] = "degrees"
+            for name, value in plan["physics"].items():
+                if value is not None:
+                    f.create_dataset(f"/measurement/teravox/{name}", data=value)
+        # HDF5 opens a virtual dataset's sources with its own file's access mode: read the
+        # chunks through a read-only handle, or they are opened for writing and touched (a
+        # new mtime breaks Nextflow's -resume and any size/mtime identity of a chunk).
+        with h5py.File(tmp, "r") as f:
+            resolved = resolve(plan, params, f["/exchange/data"], "transmission")
+        with h5py.File(tmp, "r+") as f:
+            f.create_group("/process/teravox/resolved").attrs["json"] = json.dumps(resolved)
+            resolved_plan = {**plan, "center": {"value": resolved["center"], "how": resolved["center_how"]}}
+            provenance.write(f, stage="collect", params=params.to_dict(), plan=resolved_plan,
+                             input=plan["scan"]["path"], chunks=[str(Path(s[0]).resolve()) for s in sources])
     return out
 
 

@@ -24,13 +24,13 @@ include { CLEANUP      } from './modules/cleanup'
 
 workflow {
     def schema = readJson(file("${projectDir}/nextflow_schema.json"))
-    warnUnknownParams(schema)
+    checkParams(schema)
 
-    // -- the acquisition: [meta, [scan files]], from --scan, --scan_sheet or --synth
-    if (!params.synth && !params.scan && !params.scan_sheet) {
-        error("teravox: give --scan FILE or --scan_sheet FILE (or -profile test to try a synthetic scan)")
-    }
-    SYNTH(params.synth ? channel.of([id: 'synthetic']) : channel.empty())
+    // -- the acquisition: [meta, [scan files]], from --scan, --scan_sheet, --tori or --synth
+    checkInputs()
+    // (a channel expression inside a process call's arguments trips Nextflow 24.10's parser)
+    def ch_synth = params.synth ? channel.of([id: 'synthetic']) : channel.empty()
+    SYNTH(ch_synth)
     def ch_scans = SYNTH.out.scan
         .map { meta, scan -> [meta + [n_scans: 1, sheet: false], [scan]] }
         .mix(params.synth ? channel.empty() : channel.of(userScans()))
@@ -38,9 +38,9 @@ workflow {
     // Files named by teravox parameters (flat_file, dark_file) are staged like the scans,
     // so that every job, in a container or not, reads them from its own directory.
     def aux = auxFiles(schema)
-    def sheet = params.scan_sheet ? file(params.scan_sheet, checkIfExists: true) : []
-    def params_file = params.params_file ? file(params.params_file, checkIfExists: true) : []
-    def tori = params.tori ? file(params.tori, checkIfExists: true) : []
+    def sheet = params.scan_sheet ? userFile('scan_sheet') : []
+    def params_file = params.params_file ? userFile('params_file') : []
+    def tori = params.tori ? userFile('tori') : []
     def ch_raw = ch_scans.map { meta, scans -> [meta, scans + aux] }
 
     // -- PLAN: plan.json; its chunk lists drive the fan-out below
@@ -122,7 +122,7 @@ workflow {
         )
         .unique { f -> f.text }
         .map { f -> f.text }
-        .mix(channel.of("\"Workflow\":\n    Nextflow: ${workflow.nextflow.version}\n    teravox-pipeline: ${workflow.manifest.version}\n"))
+        .mix(channel.of(workflowVersions()))
         .collectFile(name: 'teravox_software_versions.yml', storeDir: "${params.outdir}/pipeline_info", sort: true, newLine: false)
 }
 
@@ -140,21 +140,74 @@ def planMeta(meta, plan) {
     return meta + [n_proj: p.proj_chunks.size(), n_sino: p.sino_chunks.size(), multi_scan: multi]
 }
 
+// The versions block of the workflow itself, as a plain String: collectFile serialises what
+// it collects, and a GString would carry Nextflow's VersionNumber, which cannot be.
+def workflowVersions() {
+    return "\"Workflow\":\n    Nextflow: ${workflow.nextflow.version}\n    teravox-pipeline: ${workflow.manifest.version}\n".toString()
+}
+
 // The chunk indices of one fan-out ("proj_chunks" or "sino_chunks") of a plan.json.
 def chunkIndices(plan, key) {
     def chunks = readJson(plan)[key]
     return chunks.collect { c -> c.index }
 }
 
+// What to reconstruct must be given, once, and exist: one line that says what is wrong,
+// before any job starts.
+def checkInputs() {
+    def given = ['scan', 'scan_sheet'].findAll { name -> params[name] }
+    if (params.synth) {
+        return
+    }
+    if (!given && !params.tori) {
+        error("teravox: give --scan FILE (a DXchange or NXtomo scan), --scan_sheet FILE (offset scans to stitch) or --tori FILE (DanMAX Reconstructor settings); -profile test tries a synthetic scan")
+    }
+    if (given.size() > 1) {
+        error("teravox: give either --scan or --scan_sheet, not both")
+    }
+    ['scan', 'scan_sheet', 'params_file', 'tori'].each { name -> if (params[name]) userFile(name) }
+}
+
+// The file a path parameter names (taken literally: no glob), or a one-line error.
+def userFile(name) {
+    def value = params[name]
+    if (!(value instanceof CharSequence) || !value.toString().trim()) {
+        error("teravox: --${name} needs a file path, got '${value}'")
+    }
+    def f = file(value.toString(), glob: false)
+    if (!f.exists()) {
+        error("teravox: --${name} ${value}: no such file")
+    }
+    if (f.isDirectory()) {
+        error("teravox: --${name} ${value}: is a directory, expected a file")
+    }
+    return f
+}
+
 // The acquisition as [meta, [scan files]]: --scan is one file; a --scan_sheet names the
-// scans of a multi-scan acquisition itself (teravox plan reads it).
+// scans of a multi-scan acquisition itself (teravox plan reads it); a .tori file names its
+// scan in file_definitions.data_file (relative paths from the .tori's folder).
 def userScans() {
-    if (!params.scan) {
-        def sheet = file(params.scan_sheet)
+    if (params.scan_sheet) {
+        def sheet = userFile('scan_sheet')
         return [[id: sheet.baseName, n_scans: 0, sheet: true], []]
     }
-    def scan = file(params.scan, checkIfExists: true)
-    return [[id: scan.baseName, n_scans: 1, sheet: params.scan_sheet as boolean], [scan]]
+    def scan = params.scan ? userFile('scan') : toriScan()
+    return [[id: scan.baseName, n_scans: 1, sheet: false], [scan]]
+}
+
+def toriScan() {
+    def tori = userFile('tori')
+    def settings = readJson(tori)
+    def data_file = settings instanceof Map ? settings.file_definitions?.data_file : null
+    if (!data_file) {
+        error("teravox: --tori ${params.tori}: file_definitions.data_file names no scan; give --scan FILE")
+    }
+    def scan = data_file.toString().startsWith('/') ? file(data_file.toString(), glob: false) : tori.parent.resolve(data_file.toString())
+    if (!scan.exists()) {
+        error("teravox: --tori ${params.tori}: its data_file ${data_file} does not exist; give --scan FILE")
+    }
+    return scan
 }
 
 // teravox parameters (nextflow_schema.json, x-teravox) -> name: schema property
@@ -207,9 +260,10 @@ def shellQuote(text) {
     return "'" + text.replace("'", "'\\''") + "'"
 }
 
-// A mistyped parameter (--centre) would otherwise be ignored without a word, and so would
-// --proj-chunks: Nextflow keeps it as params['proj-chunks'], not params.proj_chunks.
-def warnUnknownParams(schema) {
+// A mistyped parameter (--centre) would otherwise be ignored without a word and the run go
+// on without it, and so would --proj-chunks: Nextflow keeps it as params['proj-chunks'] (and
+// params.projChunks), not params.proj_chunks. Both stop the run before any job starts.
+def checkParams(schema) {
     def known = [] as Set
     schema['$defs'].each { _group, definition -> known.addAll(definition.properties.keySet()) }
     def unknown = params.keySet().findAll { name -> !(name in known) }
@@ -220,6 +274,23 @@ def warnUnknownParams(schema) {
         error("teravox: write parameters with underscores: ${respelt.collect { name -> '--' + name }.join(', ')}")
     }
     if (unknown) {
-        log.warn("teravox: unknown parameter(s) ignored: ${unknown.sort().join(', ')} (nextflow_schema.json lists the parameters)")
+        def hints = unknown.sort().collect { name ->
+            def near = known.findAll { k -> editDistance(name.toLowerCase(), k) <= Math.max(2, (int) (k.size() / 4)) }.sort()
+            near ? "--${name} (did you mean ${near.collect { k -> '--' + k }.join(' or ')}?)" : "--${name}"
+        }
+        error("teravox: unknown parameter(s) ${hints.join(', ')}; nextflow_schema.json lists the parameters")
     }
+}
+
+// Levenshtein distance, for the suggestions above.
+def editDistance(a, b) {
+    def prev = (0..b.size()).toList()
+    a.eachWithIndex { ca, i ->
+        def cur = [i + 1]
+        b.eachWithIndex { cb, j ->
+            cur << [prev[j + 1] + 1, cur[j] + 1, prev[j] + (ca == cb ? 0 : 1)].min()
+        }
+        prev = cur
+    }
+    return prev[b.size()]
 }

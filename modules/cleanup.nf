@@ -18,7 +18,7 @@ process CLEANUP {
 
     script:
     """
-    teravox-cleanup --plan ${plan} --workdir . --volume ${volume} --report ${report}
+    teravox-cleanup --plan plan.json --workdir .
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

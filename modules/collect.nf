@@ -18,7 +18,7 @@ process COLLECT {
 
     script:
     """
-    teravox-collect --plan ${plan} --chunks-dir . -o projections.h5
+    TERAVOX_THREADS=${task.cpus} teravox-collect --plan ${plan} --chunks-dir . -o projections.h5
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

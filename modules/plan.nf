@@ -2,6 +2,10 @@
  * PLAN: read the scan's metadata and the parameters, write plan.json (the chunk lists
  * every later stage reads). `--workdir .` makes every later file relative to the task's
  * own directory, where Nextflow stages it.
+ *
+ * The user's files are staged into folders of their own (scan/, sheet/, params/, tori/) and
+ * named in the script by a glob, so that no file name a user chose (spaces, quotes, `;`)
+ * is ever pasted into the shell script; the flags of plan_args are quoted by main.nf.
  */
 process PLAN {
     tag "${meta.id}"
@@ -9,7 +13,7 @@ process PLAN {
     container "${params.container_cpu}"
 
     input:
-    tuple val(meta), path(scans), path(aux), path(scan_sheet), path(params_file), path(tori)
+    tuple val(meta), path(scans, stageAs: 'scan/*'), path(aux), path(scan_sheet, stageAs: 'sheet/*'), path(params_file, stageAs: 'params/*'), path(tori, stageAs: 'tori/*')
     val plan_args
 
     output:
@@ -17,11 +21,12 @@ process PLAN {
     path 'versions.yml', emit: versions
 
     script:
-    def sheet_arg = scan_sheet ? "--scan-sheet ${scan_sheet}" : ''
-    def params_arg = params_file ? "--params ${params_file}" : ''
-    def tori_arg = tori ? "--tori ${tori}" : ''
+    def scan_arg = scans ? 'scan/*' : ''
+    def sheet_arg = scan_sheet ? '--scan-sheet sheet/*' : ''
+    def params_arg = params_file ? '--params params/*' : ''
+    def tori_arg = tori ? '--tori tori/*' : ''
     """
-    teravox-plan ${scans} ${sheet_arg} ${params_arg} ${tori_arg} --workdir . -o plan.json ${plan_args}
+    teravox-plan ${scan_arg} ${sheet_arg} ${params_arg} ${tori_arg} --workdir . -o plan.json ${plan_args}
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

@@ -17,7 +17,7 @@ process PREPROCESS {
     script:
     def shifts_arg = shifts ? "--shifts ${shifts}" : ''
     """
-    teravox-preprocess --plan ${plan} --chunk ${chunk} ${shifts_arg} --outdir .
+    TERAVOX_THREADS=${task.cpus} teravox-preprocess --plan ${plan} --chunk ${chunk} ${shifts_arg} --outdir .
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

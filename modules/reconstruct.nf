@@ -18,7 +18,7 @@ process RECONSTRUCT {
 
     script:
     """
-    teravox-reconstruct --plan ${plan} --chunk ${chunk} --projections ${projections} --outdir .
+    TERAVOX_THREADS=${task.cpus} teravox-reconstruct --plan ${plan} --chunk ${chunk} --projections ${projections} --outdir .
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

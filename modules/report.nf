@@ -12,14 +12,15 @@ process REPORT {
     tuple val(meta), path(plan), path(projections), path(proj_chunks), path(volume), path(raw), path(shifts)
 
     output:
-    tuple val(meta), path("${meta.id}_report.pdf"), emit: report
+    tuple val(meta), path('*_report.pdf'), emit: report
     tuple val(meta), path('projections.h5', includeInputs: true), path('proj_*.h5', includeInputs: true), emit: intermediates
     path 'versions.yml', emit: versions
 
     script:
-    def shifts_arg = shifts ? "--shifts ${shifts}" : ''
+    // the volume and the report are found (and named) through the plan: <scan>_recon.h5 here
+    def shifts_arg = shifts ? '--shifts shifts.json' : ''
     """
-    teravox-report --plan ${plan} --projections ${projections} --volume ${volume} ${shifts_arg} -o ${meta.id}_report.pdf
+    TERAVOX_THREADS=${task.cpus} teravox-report --plan plan.json --projections projections.h5 ${shifts_arg}
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
@@ -30,7 +31,7 @@ process REPORT {
 
     stub:
     """
-    touch ${meta.id}_report.pdf
+    touch stub_report.pdf
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

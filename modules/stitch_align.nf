@@ -16,7 +16,7 @@ process STITCH_ALIGN {
 
     script:
     """
-    teravox-stitch-align --plan ${plan} -o shifts.json
+    TERAVOX_THREADS=${task.cpus} teravox-stitch-align --plan ${plan} -o shifts.json
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

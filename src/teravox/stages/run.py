@@ -70,7 +70,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.scan is None and args.scan_sheet is None:
         from teravox.config.tori import read_tori, tori_data_file
 
-        args.scan = tori_data_file(read_tori(args.tori)) if args.tori else None
+        # a relative data_file is the .tori's neighbour (as the Nextflow pipeline reads it too)
+        data_file = tori_data_file(read_tori(args.tori)) if args.tori else None
+        args.scan = str(Path(args.tori).parent / data_file) if data_file else None
         if not args.scan:
             raise ParamError("no scan: give --scan FILE (or a .tori whose file_definitions name a data_file)")
     out = Path(args.out)

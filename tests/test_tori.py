@@ -181,7 +181,7 @@ def test_wrong_bool_names_key(tmp_path, tori):
 def test_non_json_file(tmp_path):
     path = tmp_path / "broken.tori"
     path.write_text("{'file_definitions': ")
-    with pytest.raises(ParamError, match="broken.tori: not a .tori file: invalid JSON"):
+    with pytest.raises(ParamError, match="broken.tori: not a .tori file: not valid JSON"):
         load_tori(path)
 
 
@@ -251,7 +251,7 @@ def test_params_check_json_output_round_trips(tmp_path, capsys):
     ('{"centre": 3}', "p.json", "unknown parameter(s) centre"),
     ('{"center": "middle"}', "p.json", "center"),
     ("center: [1, 2", "p.yaml", "not valid YAML"),
-    ("not json", "s.tori", "invalid JSON"),
+    ("not json", "s.tori", "not valid JSON"),
 ])
 def test_params_check_bad_files(tmp_path, capsys, content, name, expect):
     path = tmp_path / name

@@ -8,6 +8,7 @@ the Nextflow shim ``bin/teravox-preprocess ...`` run exactly the same code.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from teravox import __version__
@@ -65,10 +66,37 @@ def main(argv: list[str] | None = None) -> int:
         write_peak_file()
 
 
+def _run_and_exit(argv: list[str] | None = None) -> None:
+    """Run ``main(argv)`` and end the process with its status.  After a write that failed for
+    lack of space, skip the interpreter's and HDF5's shutdown: HDF5 crashes there (segmentation
+    fault) on the file whose write failed, after the one-line error has been printed."""
+    from teravox.io.atomic import write_failed
+
+    try:
+        status = main(argv)
+    except BaseException:
+        if write_failed():  # e.g. the error line itself could not be written to a full disk
+            os._exit(2)
+        raise
+    if write_failed():
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except OSError:
+                pass
+        os._exit(status)
+    sys.exit(status)
+
+
+def entry() -> None:
+    """Entry of the ``teravox`` command."""
+    _run_and_exit()
+
+
 def stage_main(name: str) -> None:
     """Entry of the ``bin/teravox-<stage>`` shims."""
-    sys.exit(main([name, *sys.argv[1:]]))
+    _run_and_exit([name, *sys.argv[1:]])
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -6,6 +6,18 @@ prints its message and exits with status 2, never with a traceback.
 
 from __future__ import annotations
 
+import reprlib
+
+#: Most characters of a value quoted in a message: a parameter file may hold anything.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxtuple, _REPR.maxset = 2, 4, 4, 4, 4
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 60, 60, 40
+
+
+def shown(value: object) -> str:
+    """``repr(value)``, cut short: a message quotes a value, never a whole (possibly huge) structure."""
+    return _REPR.repr(value)
+
 
 class TeravoxError(Exception):
     """Base class: the message is complete and meant for the user."""

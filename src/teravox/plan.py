@@ -1,10 +1,12 @@
 """The chunk plan: which job does what, with how much memory.
 
-Made from metadata and parameters only (no pixel is read).  Every later stage reads
-its work from the plan and re-derives nothing.  Coordinates:
+Made from metadata and parameters (no projection pixel is read; a sample of the flat and
+dark rows is, to refuse fields that cannot normalise anything, and sampled blocks of every
+dataset are checksummed to identify the raw data).  Every later stage reads its work from
+the plan and re-derives nothing.  Coordinates:
 
 * projection chunks are ranges of positions in the *selected* projection list
-  (``proj_range`` and ``exclude_proj`` applied), ``[start, stop)``;
+  (``proj_range`` and ``exclude_proj`` applied, ordered by angle), ``[start, stop)``;
 * sinogram chunks are ranges of *selected* detector rows (``row_range`` applied),
   i.e. rows of ``projections.h5``;
 * the centre is in selected-column coordinates (``col_range`` start subtracted),
@@ -91,8 +93,10 @@ def _resolve_range(rng: list[int] | None, n: int, name: str) -> tuple[int, int, 
     return start, stop, step
 
 
-def projection_indices(params: Params, n_proj: int) -> np.ndarray:
-    """Indices into the scan's projections that the reconstruction uses."""
+def projection_indices(params: Params, n_proj: int, theta_deg: np.ndarray | None = None) -> np.ndarray:
+    """Indices into the scan's projections that the reconstruction uses, ordered by angle when
+    ``theta_deg`` (the scan's angles) is given: every later step (stripe removal, the centre
+    search, 360°→180°) expects neighbouring sinogram rows to be neighbouring angles."""
     start, stop, step = _resolve_range(params.proj_range, n_proj, "proj_range")
     keep = np.zeros(n_proj, bool)
     keep[start:stop:step] = True
@@ -103,6 +107,11 @@ def projection_indices(params: Params, n_proj: int) -> np.ndarray:
     idx = np.flatnonzero(keep)
     if idx.size < 2:
         raise PlanError(f"only {idx.size} projection(s) left after proj_range and exclude_proj")
+    if theta_deg is not None:
+        idx = idx[np.argsort(theta_deg[idx], kind="stable")]
+        if theta_deg[idx[-1]] == theta_deg[idx[0]]:
+            raise PlanError(f"the {idx.size} projections selected by proj_range and exclude_proj all have "
+                            f"the angle {theta_deg[idx[0]]:g}°")
     return idx
 
 
@@ -228,7 +237,7 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
     if budget < JOB_BASE_BYTES + 64 * 2**20:
         raise PlanError(f"memory: {params.memory} is too small for any job "
                         f"(at least {(JOB_BASE_BYTES + 64 * 2**20) // 2**20} MiB)")
-    proj_idx = projection_indices(params, scan.n_proj)
+    proj_idx = projection_indices(params, scan.n_proj, scan.theta_deg)
     r0, r1, rstep = _resolve_range(params.row_range, scan.n_rows, "row_range")
     c0, c1, cstep = _resolve_range(params.col_range, scan.n_cols, "col_range")
     if rstep != 1 or cstep != 1:
@@ -240,6 +249,11 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
     energy = params.energy_kev if params.energy_kev is not None else md.get("energy_kev") and md["energy_kev"].value
     distance = params.distance_m if params.distance_m is not None else md.get("distance_m") and md["distance_m"].value
     pixel = params.pixel_size_m if params.pixel_size_m is not None else md.get("pixel_size_m") and md["pixel_size_m"].value
+    if params.paganin:  # given values are checked with the parameters; these come from the file
+        for name in ("energy_kev", "distance_m", "pixel_size_m"):
+            if getattr(params, name) is None and name in md and not md[name].value > 0:
+                raise PlanError(f"{scan.path} [{md[name].source}]: {name} is {md[name].value:g}; Paganin "
+                                f"phase retrieval needs a positive value (give --{name.replace('_', '-')})")
     overlap, overlap_why = overlap_rows(params, energy or None, distance or None, pixel or None)
 
     if params.flat_dark and (scan.n_flats == 0 or scan.n_darks == 0):
@@ -247,6 +261,8 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
         raise PlanError(f"{scan.path}: no {' or '.join(which)} found (looked at {params.flat_path}, "
                         f"{params.dark_path}); give --flat-file/--dark-file, or --flat-dark false "
                         f"for data that are already normalised")
+    if params.flat_dark:
+        check_fields_sample(scan, params, slice(r0, r1), slice(c0, c1))
     if params.i0 == "monitor" and scan.i0 is None:
         raise PlanError(f"{scan.path}: i0=monitor but no beam-monitor series was found "
                         f"(looked at /measurement/instrument/beam_monitor/data, /instrument/beam_monitor/data)")
@@ -260,6 +276,11 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
         center, how = md["center"].value - c0, f"file ({md['center'].source})"
     else:
         center, how = (n_c - 1) / 2.0, "middle of the detector (no centre given or found)"
+    if center is not None and not 0 <= center <= n_c - 1:
+        crop = f" (col_range {c0}..{c1}; the centre is a raw detector column)" if (c0, c1) != (0, scan.n_cols) else ""
+        raise PlanError(f"center: {center + c0:g} px ({how}) is outside the detector's columns "
+                        f"{c0}..{c1 - 1}{crop}; expected the rotation axis on the detector "
+                        "(give --center in raw detector columns, or --center auto)")
     half = params.half_acquisition != "off"
     n_out = 2 * n_c if half else n_c  # the 360→180 conversion roughly doubles the width
 
@@ -339,6 +360,10 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
         device["gpu_peak_estimate"] = fourier_gpu.device_bytes(n_angles_recon, cols_padded, n_out,
                                                                device["batch_pairs"], params.fourier_upsampfac)
     recon_peak = recon_bytes(srow)
+    most = max_pyramid_levels(n_out)
+    if params.pyramid > most:
+        raise PlanError(f"pyramid: {params.pyramid} levels, but {n_out} × {n_out} slices allow at most {most} "
+                        f"(each level halves them; level {most} is {-(-n_out // 2**most)} pixel(s) wide)")
     # merge streams a z-block that fits half the budget (the other half: HDF5 caches, pyramid)
     merge_rows = max(1, int((budget - JOB_BASE_BYTES) // 2 // max(1, n_out * n_out * 4 * 2)))
 
@@ -370,6 +395,7 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
         "physics": {"energy_kev": energy or None, "distance_m": distance or None,
                     "pixel_size_m": pixel or None},
         "center": {"value": center, "how": how},
+        "angles_reordered": bool(np.any(np.diff(proj_idx) < 0)),
         "overlap_rows": overlap,
         "overlap_why": overlap_why,
         "proj_chunks": [c.to_dict() for c in proj_chunks],
@@ -397,7 +423,26 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
     }
     if extra_inputs:
         plan.update(extra_inputs)
+    from teravox.io.provenance import input_identity
+
+    plan["inputs"] = input_identity(scan)
     return plan
+
+
+def max_pyramid_levels(n: int) -> int:
+    """Most pyramid levels for n × n slices: halving until a level is one pixel wide."""
+    return max(0, math.ceil(math.log2(n))) if n > 1 else 0
+
+
+def check_fields_sample(scan: Scan, params: Params, rows: slice, cols: slice, samples: int = 16) -> None:
+    """Refuse flats and darks that cannot normalise the scan (flats equal to the darks, darks
+    of Inf, ...), from ``samples`` rows spread over the selected ones (all frames, all columns)."""
+    from teravox.io.validate import check_fields
+
+    step = max(1, (rows.stop - rows.start) // samples)
+    flat, dark, _ = scan.read_fields(slice(rows.start, rows.stop, step), cols,
+                                     flat_method=params.flat_method, dark_method=params.dark_method)
+    check_fields(flat, dark, scan.path, f"{params.flat_path} and {params.dark_path}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -441,8 +486,16 @@ def chunk(plan: dict[str, Any], kind: str, index: int) -> Chunk:
 
 
 def check_scan_matches(plan: dict[str, Any], scan: Scan) -> None:
-    """The scan a job opens must be the one the plan was made for."""
+    """The scan a job opens must be the one the plan was made for: same shape, and no file of
+    it changed (size, modification time) since."""
+    from teravox.io.provenance import changed_inputs
+
     want = tuple(plan["scan"]["shape"])
     if tuple(scan.shape) != want:
         raise PlanError(f"{scan.path}: the scan has shape {scan.shape} but the plan was made for {want} "
                         f"({plan['scan']['path']}); make a new plan")
+    changed = changed_inputs(plan.get("inputs", {}))
+    if changed:
+        raise PlanError(f"{changed[0]}: changed since the plan was made (size or modification time"
+                        f"{f'; and {len(changed) - 1} more file(s)' if len(changed) > 1 else ''}); "
+                        "make a new plan")

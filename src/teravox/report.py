@@ -87,6 +87,9 @@ class ReportFacts:
     volume_shape: tuple[int, int, int] | None = None  # (rows z, y, x)
     output_file: str | None = None
     extra: dict[str, str] = field(default_factory=dict)  # further key facts, e.g. energy
+    files_read: list[str] = field(default_factory=list)  # every raw file read (links, VDS sources)
+    patched: str | None = None                   # patched pixels (flat ≤ dark, NaN/Inf), as text
+    warnings: list[str] = field(default_factory=list)  # shown in red at the top of page 1
 
 
 @dataclass
@@ -188,6 +191,9 @@ def _pages(data: ReportData) -> list[Any]:
 def _page_overview(fig: Figure, data: ReportData) -> None:
     facts = data.facts
     _header(fig, facts, "Reconstruction at a glance")
+    for i, warning in enumerate(facts.warnings[:2]):
+        fig.text(0.05, 0.902 - 0.016 * i, _shorten(f"WARNING: {warning}", 190), fontsize=8, weight="bold",
+                 color=CUT_COLOURS["xy"], va="baseline")
     xy, xz, yz, edges, vunit = _volume_values(data)   # display-sized, in display units
     vmin, vmax = _limits(xy, xz, yz)
     step = max(1, int(data.slow_axis_step))
@@ -618,6 +624,8 @@ def _key_facts(facts: ReportFacts) -> list[tuple[str, str]]:
         ("Output", _output_text(facts)),
         ("Corrections", ", ".join(name for name, _ in facts.corrections) or "none"),
     ]
+    if facts.patched:
+        rows.append(("Patched pixels", facts.patched))
     if facts.timings:
         rows.append(("Total time", _fmt_seconds(sum(facts.timings.values()))))
     rows += list(facts.extra.items())
@@ -651,7 +659,10 @@ def _fact_blocks(facts: ReportFacts) -> list[list[str]]:
     else:
         timings.append("not recorded")
     versions = ["Software"] + [f"{k:<12} {v}" for k, v in facts.versions.items()]
-    return [run, corrections, timings, versions]
+    blocks = [run, corrections, timings, versions]
+    if facts.files_read:
+        blocks.insert(1, ["Files read (raw data)", *facts.files_read])
+    return blocks
 
 
 def _wrap(line: str, width: int, hang: int = 4) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import types
 import typing
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from teravox.errors import ParamError
+from teravox.errors import ParamError, shown
 
 
 def _p(default: Any, help: str, section: str, **kw: Any) -> Any:
@@ -138,15 +139,33 @@ FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Pa
 _HINTS = typing.get_type_hints(Params)
 
 
+#: Largest size parse_bytes accepts (1 EiB): beyond it a "size" is a typo.
+MAX_BYTES = 2**60
+
+
 def parse_bytes(text: str | int, name: str = "memory") -> int:
-    """'4G' / '512M' / '1.5GB' / 1024 → bytes (binary units); ``name`` for the error."""
-    if isinstance(text, int):
-        return text
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)i?[bB]?\s*", str(text))
-    if not m:
-        raise ParamError(f"{name}: expected a size such as 4G or 512M, got {text!r}")
-    scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[m.group(2).lower()]
-    return int(float(m.group(1)) * scale)
+    """'4G' / '512M' / '1.5GB' / 1024 → bytes (binary units), at least 1 and at most 1 EiB;
+    ``name`` for the error."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)i?[bB]?\s*", str(text))
+        if not m:
+            raise ParamError(f"{name}: expected a size such as 4G or 512M, got {shown(text)}")
+        scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[m.group(2).lower()]
+        number = float(m.group(1)) if len(m.group(1)) <= 30 else float("inf")
+        value = int(number * scale) if number * scale <= MAX_BYTES else MAX_BYTES + 1
+    if not 1 <= value <= MAX_BYTES:
+        raise ParamError(f"{name}: {shown(text)} is not a usable size (expected 1 byte to 1 EiB, e.g. 4G or 512M)")
+    return value
+
+
+#: Largest integer parameter (chunk counts, sizes in pixels): beyond it a value is a typo.
+MAX_INT = 2**40
+#: Longest string parameter (paths, names).
+MAX_STR = 4096
+#: Float parameters that may be NaN on purpose (the value outside the circular mask).
+NAN_ALLOWED = frozenset({"circ_mask_value"})
 
 
 def _check(name: str, hint: Any, value: Any) -> Any:
@@ -164,33 +183,43 @@ def _check(name: str, hint: Any, value: Any) -> Any:
                 return _check(name, opt, value)
             except ParamError as exc:
                 errors.append(str(exc))
-        raise ParamError(f"{name}: {value!r} is not a valid value ({'; or '.join(errors)})")
+        raise ParamError(f"{name}: {shown(value)} is not a valid value ({'; or '.join(errors)})")
     if origin is Literal:
         choices = get_args(hint)
         if value in choices:
             return value
-        raise ParamError(f"{name}: expected one of {', '.join(map(str, choices))}; got {value!r}")
+        raise ParamError(f"{name}: expected one of {', '.join(map(str, choices))}; got {shown(value)}")
     if origin is list:
         if not isinstance(value, (list, tuple)):
-            raise ParamError(f"{name}: expected a list, got {value!r}")
+            raise ParamError(f"{name}: expected a list, got {shown(value)}")
         (inner,) = get_args(hint)
         return [_check(name, inner, v) for v in value]
     if hint is bool:
         if isinstance(value, bool):
             return value
-        raise ParamError(f"{name}: expected true or false, got {value!r}")
+        raise ParamError(f"{name}: expected true or false, got {shown(value)}")
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > MAX_INT:
+                raise ParamError(f"{name}: {shown(value)} is out of range (at most {MAX_INT} in size)")
             return value
-        raise ParamError(f"{name}: expected an integer, got {value!r}")
+        raise ParamError(f"{name}: expected an integer, got {shown(value)}")
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ParamError(f"{name}: expected a number, got {value!r}")
+            try:
+                number = float(value)
+            except OverflowError:
+                number = math.inf
+            if not math.isfinite(number) and not (name in NAN_ALLOWED and math.isnan(number)):
+                raise ParamError(f"{name}: expected a finite number, got {shown(value)}")
+            return number
+        raise ParamError(f"{name}: expected a number, got {shown(value)}")
     if hint is str:
         if isinstance(value, str):
+            if len(value) > MAX_STR:
+                raise ParamError(f"{name}: a string of {len(value)} characters is too long (at most {MAX_STR})")
             return value
-        raise ParamError(f"{name}: expected a string, got {value!r}")
+        raise ParamError(f"{name}: expected a string, got {shown(value)}")
     raise TypeError(f"unsupported annotation {hint!r} for {name}")
 
 
@@ -222,44 +251,56 @@ def from_mapping(mapping: dict[str, Any], source: str = "parameters") -> Params:
     return params
 
 
+#: Lower bounds of numeric parameters: at least 1, at least 0, or strictly positive.
+AT_LEAST_ONE = ("proj_chunks", "sino_chunks", "proj_subchunk_rows", "sino_subchunk_rows", "outlier_size",
+                "air_cols", "stripe_la_size", "stripe_sm_size", "ring_size")
+AT_LEAST_ZERO = ("pad_width_px", "threads", "pyramid", "report_slow_axis_step")
+POSITIVE = ("delta_beta", "target_job_gb", "energy_kev", "distance_m", "pixel_size_m", "outlier_dif",
+            "stripe_snr", "ring_snr", "center_search_px", "fourier_eps")
+
+
 def validate(p: Params, source: str = "parameters") -> None:
-    """Cross-field checks that a type annotation cannot express."""
+    """Ranges and cross-field checks that a type annotation cannot express (finite numbers
+    are already checked)."""
     parse_bytes(p.memory)
     if p.gpu_memory is not None:
         parse_bytes(p.gpu_memory, "gpu_memory")
-    for name in ("proj_chunks", "sino_chunks", "proj_subchunk_rows", "sino_subchunk_rows"):
-        value = getattr(p, name)
-        if value is not None and value < 1:
-            raise ParamError(f"{source}: {name} must be at least 1, got {value}")
-    if p.delta_beta <= 0:
-        raise ParamError(f"{source}: delta_beta must be positive, got {p.delta_beta}")
+    for names, ok, what in ((AT_LEAST_ONE, lambda v: v >= 1, "at least 1"),
+                            (AT_LEAST_ZERO, lambda v: v >= 0, "at least 0"),
+                            (POSITIVE, lambda v: v > 0, "positive")):
+        for name in names:
+            value = getattr(p, name)
+            if value is not None and not ok(value):
+                raise ParamError(f"{source}: {name} must be {what}, got {value}")
+    if p.fourier_eps >= 1:
+        raise ParamError(f"{source}: fourier_eps is a relative tolerance below 1 (e.g. 1e-6), got {p.fourier_eps}")
     if p.dtype_range is not None and (len(p.dtype_range) != 2 or p.dtype_range[0] >= p.dtype_range[1]):
-        raise ParamError(f"{source}: dtype_range must be [min, max] with min < max, got {p.dtype_range}")
+        raise ParamError(f"{source}: dtype_range must be [min, max] with min < max, got {shown(p.dtype_range)}")
+    lo_hi = p.dtype_percentiles
+    if len(lo_hi) != 2 or not 0 <= lo_hi[0] < lo_hi[1] <= 100:
+        raise ParamError(f"{source}: dtype_percentiles must be [low, high] with 0 <= low < high <= 100, "
+                         f"got {shown(lo_hi)}")
+    cols = p.i0_air_cols
+    if cols is not None and (len(cols) != 2 or cols[0] < 0 or not (cols[1] == -1 or cols[1] > cols[0])):
+        raise ParamError(f"{source}: i0_air_cols must be [start, stop] columns with 0 <= start < stop "
+                         f"(-1 = end), got {shown(cols)}")
     if not 0 < p.circ_mask_ratio <= 1.5:
         raise ParamError(f"{source}: circ_mask_ratio must be in (0, 1.5], got {p.circ_mask_ratio}")
     if p.fourier_upsampfac not in (1.25, 2.0):
         raise ParamError(f"{source}: fourier_upsampfac must be 1.25 or 2.0, got {p.fourier_upsampfac}")
-    if p.outlier_size < 1 or p.air_cols < 1:
-        raise ParamError(f"{source}: outlier_size and air_cols must be at least 1")
 
 
 def load_file(path: str | Path) -> dict[str, Any]:
     """Read a JSON or YAML parameter file into a mapping (not yet validated)."""
+    from teravox.config.documents import read_document
+
     path = Path(path)
     try:
-        text = path.read_text()
+        data = read_document(path)
     except OSError as exc:
-        raise ParamError(f"{path}: cannot read parameter file ({exc.strerror})") from None
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except Exception as exc:  # noqa: BLE001 - any parse error becomes one line naming the file
-        kind = "YAML" if path.suffix.lower() in (".yaml", ".yml") else "JSON"
-        raise ParamError(f"{path}: not valid {kind} ({' '.join(str(exc).split())})") from None
+        raise ParamError(f"{path}: cannot read parameter file ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise ParamError(f"{path}: {exc}") from None
     if not isinstance(data, dict):
         raise ParamError(f"{path}: expected a mapping of parameter names to values")
     return data

@@ -55,13 +55,12 @@ Reconstructor's loaded, cropped image starts on the detector.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from teravox.config.params import Params, from_mapping
-from teravox.errors import ParamError
+from teravox.errors import ParamError, shown
 
 #: the Reconstructor's four sections, in file order
 SECTIONS = ("file_definitions", "correction_arguments", "reconstruction_arguments",
@@ -126,7 +125,7 @@ class _Reader:
     def section(self, name: str) -> dict[str, Any]:
         value = self.tori.get(name, {})
         if not isinstance(value, dict):
-            raise self.fail(name, f"expected a section (a JSON object), got {value!r}")
+            raise self.fail(name, f"expected a section (a JSON object), got {shown(value)}")
         return value
 
     def raw(self, section: str, key: str, feature: str | None = None) -> tuple[str, Any]:
@@ -136,7 +135,7 @@ class _Reader:
             sub = sec.get(f"{feature}_kwargs")
             if sub is not None:
                 if not isinstance(sub, dict):
-                    raise self.fail(f"{section}.{feature}_kwargs", f"expected an object, got {sub!r}")
+                    raise self.fail(f"{section}.{feature}_kwargs", f"expected an object, got {shown(sub)}")
                 if key in sub:
                     return f"{section}.{feature}_kwargs.{key}", sub[key]
         return f"{section}.{key}", sec.get(key, _MISSING)
@@ -155,25 +154,25 @@ def _typed(r: _Reader, key: str, value: Any, kind: str) -> Any:
     if kind == "bool":
         if isinstance(value, bool):
             return value
-        raise r.fail(key, f"expected true or false, got {value!r}")
+        raise r.fail(key, f"expected true or false, got {shown(value)}")
     if kind == "int":
         # the GUI's spin boxes give ints, but a hand-edited 3.0 means 3
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise r.fail(key, f"expected an integer, got {value!r}")
+        raise r.fail(key, f"expected an integer, got {shown(value)}")
     if kind == "num":
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
-        raise r.fail(key, f"expected a number, got {value!r}")
+        raise r.fail(key, f"expected a number, got {shown(value)}")
     if kind == "str":
         if isinstance(value, str):
             return value
-        raise r.fail(key, f"expected a string, got {value!r}")
+        raise r.fail(key, f"expected a string, got {shown(value)}")
     if kind == "ints":
         if not isinstance(value, (list, tuple)):
-            raise r.fail(key, f"expected a list of integers, got {value!r}")
+            raise r.fail(key, f"expected a list of integers, got {shown(value)}")
         return [_typed(r, key, v, "int") for v in value]
     raise AssertionError(kind)
 
@@ -189,11 +188,11 @@ def _slice3(r: _Reader, key: str) -> tuple[int, int, int]:
     if len(value) == 2:
         value = [*value, 1]
     if len(value) != 3:
-        raise r.fail(f"file_definitions.{key}", f"expected [start, stop, step], got {value!r}")
+        raise r.fail(f"file_definitions.{key}", f"expected [start, stop, step], got {shown(value)}")
     start, stop, step = value
     if start < 0 or step < 1 or (stop != -1 and stop <= start):
         raise r.fail(f"file_definitions.{key}",
-                     f"expected [start, stop, step] with 0 <= start < stop (or stop = -1) and step >= 1, got {value!r}")
+                     f"expected [start, stop, step] with 0 <= start < stop (or stop = -1) and step >= 1, got {shown(value)}")
     return start, stop, step
 
 
@@ -250,7 +249,7 @@ def _map_files(r: _Reader, out: dict[str, Any], notes: list[str]) -> dict[str, A
             notes.append(f"{sec}.theta_source: approximate — the Reconstructor spreads calculated "
                          "angles over the loaded projections only (slice_proj), teravox over the file's")
     else:
-        raise r.fail(f"{sec}.theta_source", f"expected 'exchange' or 'calc', got {source!r}")
+        raise r.fail(f"{sec}.theta_source", f"expected 'exchange' or 'calc', got {shown(source)}")
     return geo
 
 
@@ -280,11 +279,11 @@ def _map_corrections(r: _Reader, out: dict[str, Any], notes: list[str], geo: dic
     if r.get(sec, "crop", "bool", False):
         ranges = r.get(sec, "crop_ranges", "ints", feature="crop")
         if ranges is None or len(ranges) != 4:
-            raise r.fail(f"{sec}.crop_kwargs.crop_ranges", f"expected [z0, z1, x0, x1], got {ranges!r}")
+            raise r.fail(f"{sec}.crop_kwargs.crop_ranges", f"expected [z0, z1, x0, x1], got {shown(ranges)}")
         z0, z1, x0, x1 = ranges
         if min(z0, x0) < 0 or (z1 != -1 and z1 <= z0) or (x1 != -1 and x1 <= x0):
             raise r.fail(f"{sec}.crop_kwargs.crop_ranges",
-                         f"expected [z0, z1, x0, x1] with z0 < z1 and x0 < x1 (-1 = end), got {ranges!r}")
+                         f"expected [z0, z1, x0, x1] with z0 < z1 and x0 < x1 (-1 = end), got {shown(ranges)}")
         out["row_range"] = _compose(*geo["row_range"], z0, z1)
         out["col_range"] = _compose(*geo["col_range"], x0, x1)
         geo["crop_x0"] = x0
@@ -326,23 +325,23 @@ def _map_stripes(r: _Reader, out: dict[str, Any], notes: list[str]) -> None:
     short = short.removeprefix("remove_")
     key = short if short in STRIPE_METHODS else short.removeprefix("stripe_")
     if key not in STRIPE_METHODS:
-        notes.append(f"{sec}.stripe_function: {name!r} is not a stripe method teravox knows; "
+        notes.append(f"{sec}.stripe_function: {shown(name)} is not a stripe method teravox knows; "
                      "stripe removal is off")
         return
     method = STRIPE_METHODS[key]
     if method is None:
-        notes.append(f"{sec}.stripe_function: {name!r} (Titarenko) has no teravox equivalent; "
+        notes.append(f"{sec}.stripe_function: {shown(name)} (Titarenko) has no teravox equivalent; "
                      "stripe removal is off — try stripe_recon = \"all\" or \"sorting\"")
         return
     # The GUI removes stripes from the whole, uncropped-in-angle stack: full sinograms,
     # which is teravox's pass-2 stripe removal, not the chunk-dependent pass-1 one.
     out["stripe_recon"] = method
     if key in _STRIPE_APPROX:
-        notes.append(f"{sec}.stripe_function: approximate — {name!r} mapped to teravox's "
-                     f"{method!r} stripe removal")
+        notes.append(f"{sec}.stripe_function: approximate — {shown(name)} mapped to teravox's "
+                     f"{shown(method)} stripe removal")
     kwargs = r.section(sec).get("stripe_removal_kwargs") or {}
     if not isinstance(kwargs, dict):
-        raise r.fail(f"{sec}.stripe_removal_kwargs", f"expected an object, got {kwargs!r}")
+        raise r.fail(f"{sec}.stripe_removal_kwargs", f"expected an object, got {shown(kwargs)}")
     for key_, name_, kind in (("snr", "stripe_snr", "num"), ("la_size", "stripe_la_size", "int"),
                               ("sm_size", "stripe_sm_size", "int")):
         value = r.get(sec, key_, kind, feature="stripe_removal")
@@ -360,7 +359,7 @@ def _map_stripes(r: _Reader, out: dict[str, Any], notes: list[str]) -> None:
     for extra in sorted(set(kwargs) - {"snr", "la_size", "sm_size", "size", "dim"}):
         if kwargs[extra] is not None:
             notes.append(f"{sec}.stripe_removal_kwargs.{extra}: not supported for "
-                         f"{method!r}; teravox uses its own value")
+                         f"{shown(method)}; teravox uses its own value")
 
 
 def _map_phase(r: _Reader, out: dict[str, Any], notes: list[str]) -> None:
@@ -396,7 +395,7 @@ def _map_recon(r: _Reader, out: dict[str, Any], notes: list[str], geo: dict[str,
     sec = "reconstruction_arguments"
     kw = r.section(sec).get("recon_kwargs") or {}
     if not isinstance(kw, dict):
-        raise r.fail(f"{sec}.recon_kwargs", f"expected an object, got {kw!r}")
+        raise r.fail(f"{sec}.recon_kwargs", f"expected an object, got {shown(kw)}")
 
     def kwarg(key: str, kind: str) -> Any:
         value = kw.get(key)
@@ -432,7 +431,7 @@ def _map_recon(r: _Reader, out: dict[str, Any], notes: list[str], geo: dict[str,
         if filt.lower() in FILTERS:
             out["filter_name"] = FILTERS[filt.lower()]
         else:
-            notes.append(f"{sec}.recon_kwargs.filter_name: {filt!r} not supported; "
+            notes.append(f"{sec}.recon_kwargs.filter_name: {shown(filt)} not supported; "
                          f"teravox knows {', '.join(sorted(set(FILTERS)))}; using 'ramp'")
     for key in sorted(set(kw) - {"center", "algorithm", "filter_name", "ncore", "nchunk"}):
         if kw[key] is not None:
@@ -451,20 +450,20 @@ def _map_recon(r: _Reader, out: dict[str, Any], notes: list[str], geo: dict[str,
             out["pad"] = "zero"
         else:
             out["pad"] = "edge"
-            notes.append(f"{sec}.pad_kwargs.mode: {mode!r} not supported; using 'edge'")
+            notes.append(f"{sec}.pad_kwargs.mode: {shown(mode)} not supported; using 'edge'")
         if npad not in (_MISSING, None, "auto"):
             # the GUI itself always pads a quarter of the width; an explicit npad was hand-written
             out["pad_width_px"] = _typed(r, f"{sec}.pad_kwargs.npad", npad, "int")
 
     excluded = r.section(sec).get("excluded_proj") or []
     if not isinstance(excluded, list):
-        raise r.fail(f"{sec}.excluded_proj", f"expected a list of [from, to] ranges, got {excluded!r}")
+        raise r.fail(f"{sec}.excluded_proj", f"expected a list of [from, to] ranges, got {shown(excluded)}")
     p0, _, pstep = geo["proj"]
     ranges = []
     for item in excluded:
         pair = _typed(r, f"{sec}.excluded_proj", item, "ints")
         if len(pair) != 2 or pair[0] < 0 or pair[1] < pair[0]:
-            raise r.fail(f"{sec}.excluded_proj", f"expected [from, to] with 0 <= from <= to, got {item!r}")
+            raise r.fail(f"{sec}.excluded_proj", f"expected [from, to] with 0 <= from <= to, got {shown(item)}")
         # GUI indices count loaded projections (slice_proj); teravox's count the file's
         ranges.append([p0 + pair[0] * pstep, p0 + pair[1] * pstep])
     if ranges:
@@ -501,11 +500,11 @@ def _map_post(r: _Reader, out: dict[str, Any], notes: list[str]) -> None:
         dtype = r.get(sec, "dtype", "str", "float16", feature="convert")
         if dtype not in ("float32", "float16", "uint16", "uint8"):
             raise r.fail(f"{sec}.convert_kwargs.dtype",
-                         f"expected float32, float16, uint16 or uint8, got {dtype!r}")
+                         f"expected float32, float16, uint16 or uint8, got {shown(dtype)}")
         out["dtype"] = dtype
         mode = r.get(sec, "mode", "str", "std", feature="convert")
         if mode not in ("std", "minmax", "manual"):
-            raise r.fail(f"{sec}.convert_kwargs.mode", f"expected 'std', 'minmax' or 'manual', got {mode!r}")
+            raise r.fail(f"{sec}.convert_kwargs.mode", f"expected 'std', 'minmax' or 'manual', got {shown(mode)}")
         lo = r.get(sec, "min", "num", feature="convert")
         hi = r.get(sec, "max", "num", feature="convert")
         if dtype.startswith("uint"):
@@ -515,18 +514,18 @@ def _map_post(r: _Reader, out: dict[str, Any], notes: list[str]) -> None:
                 # replaying a .tori, the GUI itself reuses the stored min/max in every mode
                 out["dtype_range"] = [lo, hi]
                 if mode != "manual":
-                    notes.append(f"{sec}.convert_kwargs.mode: approximate — {mode!r} limits were "
+                    notes.append(f"{sec}.convert_kwargs.mode: approximate — {shown(mode)} limits were "
                                  "computed by the GUI on one displayed slice; reused as dtype_range")
             else:
                 notes.append(f"{sec}.convert_kwargs.mode: approximate — no stored min/max; teravox "
                              "sets the range from percentiles of sample slices (dtype_percentiles)"
-                             f" instead of the GUI's {mode!r} rule")
+                             f" instead of the GUI's {shown(mode)} rule")
 
     if r.get(sec, "downscale", "bool", False):
         factors = r.get(sec, "down_scale_factors", "ints", [2], feature="downscale")
         if not factors or min(factors) < 2:
             raise r.fail(f"{sec}.downscale_kwargs.down_scale_factors",
-                         f"expected factors of at least 2, got {factors!r}")
+                         f"expected factors of at least 2, got {shown(factors)}")
         levels = math.ceil(math.log2(max(factors)))
         out["pyramid"] = levels
         exact = [2 ** (i + 1) for i in range(levels)]
@@ -587,16 +586,15 @@ def is_tori(mapping: dict[str, Any]) -> bool:
 
 def read_tori(path: str | Path) -> dict[str, Any]:
     """The parsed JSON of a ``.tori`` file; ParamError naming the file if it is not one."""
+    from teravox.config.documents import read_document
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ParamError(f"{path}: cannot read .tori file ({why})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ParamError(f"{path}: not a .tori file: invalid JSON ({exc})") from None
+        data = read_document(path)
+    except OSError as exc:
+        raise ParamError(f"{path}: cannot read .tori file ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise ParamError(f"{path}: not a .tori file: {exc}") from None
     if not is_tori(data):
         raise ParamError(f"{path}: not a .tori file: expected the sections {', '.join(SECTIONS)}")
     return data

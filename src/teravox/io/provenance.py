@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import numpy as np
 
 from teravox import __version__
 
@@ -60,6 +62,79 @@ def read(f: h5py.File) -> dict[str, Any]:
                 pass
         out[key] = value
     return out
+
+
+# -- what a chunk file was made from ------------------------------------------------------------
+#: Plan entries that do not change what a chunk holds.
+_NOT_IN_DIGEST = ("created", "workdir")
+#: Frames sampled per dataset for its checksum (one row each, rows spread over the frame).
+SAMPLED_FRAMES = 16
+#: Datasets up to this size are checksummed whole.
+WHOLE_BYTES = 1 << 20
+
+
+def plan_digest(plan: dict[str, Any]) -> str:
+    """Identifies the work a chunk file was made for: everything in the plan (scan, selection,
+    angles, physics, parameters, chunks, centre, version, and the raw data's identity in
+    ``inputs``) except when and where it was planned."""
+    key = {k: v for k, v in plan.items() if k not in _NOT_IN_DIGEST}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def sample_checksum(ds: h5py.Dataset) -> str:
+    """SHA-256 of a dataset's shape, dtype and content: all of it up to 1 MiB, else one row of
+    each of :data:`SAMPLED_FRAMES` frames spread over the stack (rows spread over the frame)."""
+    h = hashlib.sha256(f"{ds.shape} {ds.dtype.str}".encode())
+    if ds.size * ds.dtype.itemsize <= WHOLE_BYTES or ds.ndim < 2:
+        parts = [ds[()]]
+    else:
+        frames = np.unique(np.linspace(0, ds.shape[0] - 1, SAMPLED_FRAMES).round().astype(int))
+        rows = np.linspace(0, ds.shape[1] - 1, frames.size).round().astype(int)
+        parts = [ds[int(i), int(r)] for i, r in zip(frames, rows, strict=True)]
+    for part in parts:
+        arr = np.asarray(part)
+        h.update(np.ascontiguousarray(arr).tobytes() if arr.dtype.kind in "biufc" else repr(part).encode())
+    return h.hexdigest()[:16]
+
+
+def file_stat(path: str | os.PathLike) -> dict[str, Any]:
+    """Size and modification time of a file (None for a file that is not there)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return {"size": None, "mtime_ns": None}
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def input_identity(scan: Any) -> dict[str, Any]:
+    """The raw data a scan reads, identified: every file (external-link targets and virtual
+    sources included) with its size, modification time and what is read from it, and every
+    dataset with a checksum of sampled blocks.  A plan carries it, so chunks made from other
+    data are never reused, and the report names the files."""
+    files: dict[str, dict[str, Any]] = {}
+    for df in scan.data_files():
+        entry = files.setdefault(df.file, {"path": df.file, **file_stat(df.file), "read_for": []})
+        what = df.role + (f" ({df.via})" if df.via else "")
+        if what not in entry["read_for"]:
+            entry["read_for"].append(what)
+    datasets = []
+    for role, ds in scan.datasets():
+        file = str(Path(ds.file.filename).resolve())
+        try:
+            checksum = sample_checksum(ds)
+        except (OSError, RuntimeError, KeyError, ValueError) as exc:
+            from teravox.errors import InputError
+
+            raise InputError(file, ds.name, f"cannot read the {role} ({' '.join(str(exc).split())}): "
+                                            "damaged, or not completely written") from None
+        datasets.append({"role": role, "file": file, "dataset": ds.name, "sha256": checksum})
+    return {"files": list(files.values()), "datasets": datasets}
+
+
+def changed_inputs(identity: dict[str, Any]) -> list[str]:
+    """Files of a plan's ``inputs`` whose size or modification time differ now (cheap: no read)."""
+    return [f["path"] for f in identity.get("files", [])
+            if file_stat(f["path"]) != {"size": f["size"], "mtime_ns": f["mtime_ns"]}]
 
 
 def output_problem(path: str | os.PathLike, stage: str, plan_digest: str,

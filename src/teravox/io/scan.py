@@ -18,6 +18,7 @@ import numpy as np
 
 from teravox.errors import InputError
 from teravox.io import units as U
+from teravox.io import validate
 
 #: where each instrument value may live, first match wins: (path, kind, unit when no attribute)
 METADATA_PATHS: dict[str, list[tuple[str, str | None, str | None]]] = {
@@ -49,6 +50,9 @@ METADATA_PATHS: dict[str, list[tuple[str, str | None, str | None]]] = {
         ("/process/acquisition/setup/rotation_end_angle", "angle", "deg"),
     ],
 }
+#: What h5py raises when an HDF5 file's own structure (not our reading of it) is damaged.
+_HDF5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
+
 I0_PATHS = ["/measurement/instrument/beam_monitor/data", "/instrument/beam_monitor/data",
             "/measurement/instrument/beam_monitor/current"]
 
@@ -59,6 +63,17 @@ class Value:
 
     value: float
     source: str
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A file a scan reads, the dataset in it, and how it is reached from the scan file."""
+
+    role: str           # "projections", "flats", "angles", ...
+    file: str           # absolute path
+    dataset: str
+    via: str = ""       # "" (the scan file, or a file given as a parameter), "external link",
+    #                     or "virtual source of <dataset>"
 
 
 @dataclass
@@ -86,6 +101,8 @@ class Scan:
     _flats_after: Any = field(default=None, repr=False)
     _darks: Any = field(default=None, repr=False)
     _fields_cache: tuple[tuple, tuple] | None = field(default=None, repr=False)
+    _used: list[tuple[str, h5py.Dataset]] = field(default_factory=list, repr=False)  # role, dataset
+    _theta_unit: tuple[str | None] | None = field(default=None, repr=False)  # unit the angles were stored in
     # NXtomo keeps all frames in one stack: these map our indices to frame indices
     _proj_frames: np.ndarray | None = field(default=None, repr=False)
     _flat_frames: np.ndarray | None = field(default=None, repr=False)
@@ -118,7 +135,8 @@ class Scan:
 
     def read_projections(self, index: slice | np.ndarray, rows: slice = slice(None),
                          cols: slice = slice(None)) -> np.ndarray:
-        """Projections (angles, rows, cols) in their stored dtype; index is a slice or sorted indices."""
+        """Projections (angles, rows, cols) in their stored dtype; index is a slice or indices in
+        any order (the plan orders them by angle)."""
         return self._read(self._data, self._proj_frames, index, rows, cols, "projections")
 
     def read_flats(self, rows: slice = slice(None), cols: slice = slice(None), after: bool = False) -> np.ndarray:
@@ -161,21 +179,52 @@ class Scan:
             if frames is None:
                 if isinstance(index, slice):
                     return ds[index, rows, cols]
-                return _read_sorted(ds, np.asarray(index), rows, cols)
+                return _read_frames(ds, np.asarray(index), rows, cols)
             sel = frames[index]
-            return _read_sorted(ds, sel, rows, cols)
+            return _read_frames(ds, sel, rows, cols)
         except (OSError, KeyError, RuntimeError) as exc:
             raise InputError(self.path, getattr(ds, "name", None), f"cannot read {what} ({exc})") from None
 
+    # -- what the scan reads ----------------------------------------------------------------
+    def datasets(self) -> list[tuple[str, h5py.Dataset]]:
+        """(role, dataset) of every dataset this scan reads, each once."""
+        out: dict[tuple[str, str], tuple[str, h5py.Dataset]] = {}
+        for role, ds in self._used:
+            key = (ds.file.filename, ds.name)
+            out[key] = (f"{out[key][0]}, {role}", ds) if key in out and role not in out[key][0] else (role, ds)
+        return list(out.values())
 
-def _read_sorted(ds: Any, idx: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
-    """Read frames ``idx`` (ascending) as contiguous runs: h5py is fast on slices, slow on lists."""
+    def data_files(self) -> list[DataFile]:
+        """Every file the scan reads: its datasets' files, the targets of external links and
+        the sources of virtual datasets, wherever they are."""
+        out: list[DataFile] = []
+        scan_file = str(self.path.resolve())
+        given = {scan_file, *(str(Path(f.filename).resolve()) for f in self._files)}
+        for role, ds in self.datasets():
+            file = str(Path(ds.file.filename).resolve())
+            out.append(DataFile(role, file, ds.name, "" if file in given else "external link"))
+            for src in validate.virtual_sources(ds):
+                where = str(src.path) if src.path else f"{src.written} (missing)"
+                out.append(DataFile(role, where, src.dataset, f"virtual source of {ds.name}"))
+        return out
+
+
+def _read_frames(ds: Any, idx: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+    """Read frames ``idx`` (any order) as runs of consecutive frames: h5py is fast on slices,
+    slow on lists.  Ascending indices come back without a copy when they form one run."""
     if idx.size == 0:
         return np.empty((0,) + ds[0:1, rows, cols].shape[1:], ds.dtype)
     breaks = np.flatnonzero(np.diff(idx) != 1) + 1
-    runs = np.split(idx, breaks)
-    parts = [ds[int(r[0]):int(r[-1]) + 1, rows, cols] for r in runs]
-    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+    starts = np.concatenate([[0], breaks])
+    stops = np.concatenate([breaks, [idx.size]])
+    if len(starts) == 1:
+        return ds[int(idx[0]):int(idx[-1]) + 1, rows, cols]
+    first = ds[int(idx[0]):int(idx[stops[0] - 1]) + 1, rows, cols]
+    out = np.empty((idx.size,) + first.shape[1:], first.dtype)
+    out[:stops[0]] = first
+    for a, b in zip(starts[1:], stops[1:], strict=True):
+        out[a:b] = ds[int(idx[a]):int(idx[b - 1]) + 1, rows, cols]
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -197,12 +246,57 @@ def _open_h5(path: str | os.PathLike, role: str = "scan") -> h5py.File:
         raise InputError(p, None, f"cannot open {role} file ({exc})") from None
 
 
+def _get(f: h5py.File, path: str, what: str) -> Any:
+    """``f.get(path)``; an external link on the way that cannot be followed is an error naming it
+    (h5py's ``get`` would say None, as for a path that is not there)."""
+    error = None
+    try:
+        obj = f.get(path)
+    except _HDF5_ERRORS as exc:
+        obj, error = None, exc
+    if obj is not None:
+        return obj
+    broken = _broken_link(f, path)
+    if broken is not None:
+        sub, link = broken
+        target = Path(link.filename)
+        target = target if target.is_absolute() else Path(f.filename).parent / target
+        problem = "the file is missing" if not target.exists() else "cannot be opened"
+        raise InputError(f.filename, sub, f"external link to {link.filename} [{link.path}]: {problem}; "
+                                          f"expected the {what} there")
+    if error is not None:
+        raise InputError(f.filename, path, f"cannot be read ({' '.join(str(error).split())}); "
+                                           f"expected the {what} here")
+    return None
+
+
+def _broken_link(f: h5py.File, path: str) -> tuple[str, h5py.ExternalLink] | None:
+    parts = [p for p in path.split("/") if p]
+    for i in range(1, len(parts) + 1):
+        sub = "/" + "/".join(parts[:i])
+        try:
+            link = f.get(sub, getlink=True)
+        except _HDF5_ERRORS:
+            return None
+        if link is None:
+            return None
+        if isinstance(link, h5py.ExternalLink):
+            try:
+                f[sub]
+            except _HDF5_ERRORS:
+                return sub, link
+    return None
+
+
 def _dataset(f: h5py.File, path: str, what: str, ndim: int | None = 3) -> h5py.Dataset:
-    obj = f.get(path)
+    obj = _get(f, path, what)
     if obj is None:
         raise InputError(f.filename, path, f"missing: expected the {what} here")
     if not isinstance(obj, h5py.Dataset):
         raise InputError(f.filename, path, f"is a group, expected the {what} as a dataset")
+    if ndim == 3:
+        validate.check_frames(obj, what)
+        return obj
     if ndim is not None and obj.ndim != ndim:
         raise InputError(f.filename, path, f"has shape {obj.shape}, expected a {ndim}-D stack of {what}")
     if obj.size == 0:
@@ -210,7 +304,16 @@ def _dataset(f: h5py.File, path: str, what: str, ndim: int | None = 3) -> h5py.D
     return obj
 
 
-def _scalar(f: h5py.File, path: str) -> tuple[float, str | None] | None:
+def _unit(ds: h5py.Dataset) -> str | None:
+    unit = ds.attrs.get("units", ds.attrs.get("unit"))
+    if isinstance(unit, np.ndarray):
+        unit = unit.ravel()[0] if unit.size else None
+    if isinstance(unit, bytes):
+        unit = unit.decode(errors="replace")
+    return None if unit is None else str(unit)
+
+
+def _scalar(f: h5py.File, path: str) -> tuple[float, str | None, h5py.Dataset] | None:
     obj = f.get(path)
     if not isinstance(obj, h5py.Dataset) or obj.size == 0:
         return None
@@ -219,16 +322,13 @@ def _scalar(f: h5py.File, path: str) -> tuple[float, str | None] | None:
         value = float(np.ravel(raw)[0]) if np.ndim(raw) else float(raw)
     except (TypeError, ValueError):
         return None
-    unit = obj.attrs.get("units", obj.attrs.get("unit"))
-    if isinstance(unit, bytes):
-        unit = unit.decode()
-    if isinstance(unit, np.ndarray):
-        unit = str(unit.ravel()[0])
-    return value, unit
+    return value, _unit(obj), obj
 
 
-def read_metadata(files: list[h5py.File]) -> dict[str, Value]:
-    """Instrument values found in ``files`` (first file first), in metres / keV / degrees."""
+def read_metadata(files: list[h5py.File], used: list[tuple[str, h5py.Dataset]] | None = None
+                  ) -> dict[str, Value]:
+    """Instrument values found in ``files`` (first file first), in metres / keV / degrees;
+    the datasets read are appended to ``used`` as ("metadata", dataset)."""
     found: dict[str, Value] = {}
     for name, candidates in METADATA_PATHS.items():
         for f in files:
@@ -236,7 +336,7 @@ def read_metadata(files: list[h5py.File]) -> dict[str, Value]:
                 got = _scalar(f, path)
                 if got is None:
                     continue
-                value, unit = got
+                value, unit, ds = got
                 if kind is not None:
                     try:
                         value *= U.factor(unit, kind, default_unit or "")
@@ -244,18 +344,20 @@ def read_metadata(files: list[h5py.File]) -> dict[str, Value]:
                         raise InputError(f.filename, path, str(exc)) from None
                 where = f"{path}" + (f" [{unit}]" if unit else f" [no units attribute: assumed {default_unit}]" if kind else "")
                 found[name] = Value(value, where)
+                if used is not None:
+                    used.append(("metadata", ds))
                 break
             if name in found:
                 break
     return found
 
 
-def _read_i0(f: h5py.File, n: int) -> tuple[np.ndarray | None, str | None]:
+def _read_i0(f: h5py.File, n: int) -> tuple[np.ndarray | None, str | None, h5py.Dataset | None]:
     for path in I0_PATHS:
         obj = f.get(path)
-        if isinstance(obj, h5py.Dataset) and obj.ndim == 1 and obj.size >= n:
-            return np.asarray(obj[:n], dtype=np.float64), path
-    return None, None
+        if isinstance(obj, h5py.Dataset) and obj.ndim == 1 and obj.size >= n and obj.dtype.kind in "iuf":
+            return np.asarray(obj[:n], dtype=np.float64), path, obj
+    return None, None, None
 
 
 def open_scan(path: str | os.PathLike, *, data_path: str = "/exchange/data",
@@ -263,20 +365,34 @@ def open_scan(path: str | os.PathLike, *, data_path: str = "/exchange/data",
               dark_file: str | None = None, dark_path: str = "/exchange/data_dark",
               theta_source: str = "file", theta_start_deg: float | None = None,
               theta_end_deg: float | None = None) -> Scan:
-    """Open a DXchange or NXtomo scan lazily and read-only; validate its shapes."""
+    """Open a DXchange or NXtomo scan lazily and read-only; validate its shapes, dtypes and angles."""
     f = _open_h5(path)
+    scan = None
     try:
         if data_path == "/exchange/data" and "exchange/data" not in f and _is_nxtomo(f):
             scan = _open_nxtomo(f)
         else:
             scan = _open_dxchange(f, data_path, flat_file, flat_path, dark_file, dark_path)
-        scan.metadata.update(read_metadata(scan._files))
+        scan.metadata.update(read_metadata(scan._files, scan._used))
         _resolve_theta(scan, f, theta_source, theta_start_deg, theta_end_deg)
-        scan.i0, scan.i0_source = _read_i0(f, scan.n_proj) if scan.format == "dxchange" else (scan.i0, scan.i0_source)
+        if scan.format == "dxchange":
+            scan.i0, scan.i0_source, i0_ds = _read_i0(f, scan.n_proj)
+            if i0_ds is not None:
+                scan._used.append(("beam monitor", i0_ds))
         return scan
+    except _HDF5_ERRORS as exc:
+        _close(scan, f)
+        raise InputError(path, None, f"cannot read the file's HDF5 structure ({' '.join(str(exc).split())}): "
+                                     "damaged, or not completely written") from None
     except BaseException:
-        f.close()
+        _close(scan, f)
         raise
+
+
+def _close(scan: Scan | None, f: h5py.File) -> None:
+    if scan is not None:
+        scan.close()
+    f.close()
 
 
 def _open_dxchange(f: h5py.File, data_path: str, flat_file: str | None, flat_path: str,
@@ -285,13 +401,13 @@ def _open_dxchange(f: h5py.File, data_path: str, flat_file: str | None, flat_pat
     n_proj, n_rows, n_cols = data.shape
     scan = Scan(path=Path(f.filename), format="dxchange", n_proj=n_proj, n_rows=n_rows,
                 n_cols=n_cols, dtype=data.dtype, theta_deg=np.empty(0), theta_source="",
-                data_path=data_path, _files=[f], _data=data)
+                data_path=data_path, _files=[f], _data=data, _used=[("projections", data)])
     for role, side_file, side_path in (("flats", flat_file, flat_path), ("darks", dark_file, dark_path)):
         sf = f
         if side_file:
             sf = _open_h5(side_file, role)
             scan._files.append(sf)
-        if side_path not in sf:
+        if _get(sf, side_path, role) is None:
             if side_file:
                 raise InputError(sf.filename, side_path, f"missing: expected the {role} here")
             continue
@@ -300,11 +416,14 @@ def _open_dxchange(f: h5py.File, data_path: str, flat_file: str | None, flat_pat
             raise InputError(sf.filename, side_path,
                              f"{role} have frames of {ds.shape[1]} × {ds.shape[2]} (rows × columns), "
                              f"but the projections in {f.filename} [{data_path}] are {n_rows} × {n_cols}")
+        scan._used.append((role, ds))
         if role == "flats":
             scan._flats, scan.n_flats = ds, ds.shape[0]
             post = sf.get(side_path + "_post")
             if isinstance(post, h5py.Dataset) and post.ndim == 3 and post.shape[1:] == (n_rows, n_cols):
+                validate.check_frames(post, "flats after the scan")
                 scan._flats_after, scan.n_flats_after = post, post.shape[0]
+                scan._used.append(("flats after the scan", post))
         else:
             scan._darks, scan.n_darks = ds, ds.shape[0]
     return scan
@@ -339,7 +458,11 @@ def _open_nxtomo(f: h5py.File) -> Scan:
     if where is None:
         raise InputError(f.filename, f"{base}/data", "NXtomo entry without data and image_key")
     frames = _dataset(f, f"{where}/data", "frames (frames, rows, columns)")
-    key = np.asarray(_dataset(f, f"{where}/image_key", "image_key", ndim=1)[()]).astype(int)
+    key_ds = _dataset(f, f"{where}/image_key", "image_key", ndim=1)
+    if key_ds.dtype.kind not in "iu":
+        raise InputError(f.filename, key_ds.name, f"holds {validate.describe_dtype(key_ds.dtype)}; expected "
+                                                  "integers (0 projection, 1 flat, 2 dark)")
+    key = np.asarray(key_ds[()]).astype(int)
     if key.shape[0] != frames.shape[0]:
         raise InputError(f.filename, f"{where}/image_key",
                          f"has {key.shape[0]} entries for {frames.shape[0]} frames")
@@ -357,28 +480,44 @@ def _open_nxtomo(f: h5py.File) -> Scan:
                 data_path=f"{where}/data", _files=[f], _data=frames, _flats=frames,
                 _flats_after=frames, _darks=frames, _proj_frames=proj, _flat_frames=before,
                 _flat_after_frames=after, _dark_frames=darks, n_flats=before.size,
-                n_flats_after=after.size, n_darks=darks.size)
+                n_flats_after=after.size, n_darks=darks.size,
+                _used=[("frames (projections, flats, darks)", frames), ("image_key", key_ds)])
     angle_path = next((p for p in (f"{where}/rotation_angle", f"{base}/sample/rotation_angle")
                        if p in f), None)
     if angle_path is not None:
-        ds = f[angle_path]
-        angles = np.asarray(ds[()], dtype=np.float64)
+        ds = _dataset(f, angle_path, "rotation angles", ndim=None)
+        unit = _unit(ds)
+        angles = validate.angles_to_degrees(ds[()], unit, f.filename, angle_path, default_unit="degree")
         if angles.shape[0] != frames.shape[0]:
             raise InputError(f.filename, angle_path,
                              f"has {angles.shape[0]} angles for {frames.shape[0]} frames")
-        unit = ds.attrs.get("units", "degree")
-        unit = unit.decode() if isinstance(unit, bytes) else str(unit)
-        scan.theta_deg = angles[proj] * U.factor(unit, "angle", "deg")
-        scan.theta_source = f"{angle_path} [{unit}]"
+        scan.theta_deg = angles[proj]
+        scan.theta_source = f"{angle_path} [{unit or 'no units attribute: assumed degree'}]"
+        scan._theta_unit = (unit,)
+        scan._used.append(("angles", ds))
     monitor = grp.get("control/data")
-    if isinstance(monitor, h5py.Dataset) and monitor.ndim == 1 and monitor.shape[0] == frames.shape[0]:
+    if (isinstance(monitor, h5py.Dataset) and monitor.ndim == 1 and monitor.shape[0] == frames.shape[0]
+            and monitor.dtype.kind in "iuf"):
         scan.i0, scan.i0_source = np.asarray(monitor[()], float)[proj], monitor.name
+        scan._used.append(("beam monitor", monitor))
     return scan
 
 
 def _resolve_theta(scan: Scan, f: h5py.File, source: str, start: float | None, end: float | None) -> None:
+    _read_theta(scan, f, source, start, end)
+    if scan._theta_unit is None:  # equally spaced from start and end, which are in degrees
+        validate.check_angles(scan.theta_deg, scan.path, scan.theta_source, "deg",
+                              "the start and end are in degrees")
+    else:
+        (unit,) = scan._theta_unit
+        validate.check_angles(scan.theta_deg, scan.path, scan.theta_source.split(" [")[0], unit,
+                              f"the units attribute says {unit!r}" if unit else "no units attribute says otherwise")
+
+
+def _read_theta(scan: Scan, f: h5py.File, source: str, start: float | None, end: float | None) -> None:
     n = scan.n_proj
     if source == "calc" or (scan.theta_source == "" and "exchange/theta" not in f):
+        scan.theta_source, scan._theta_unit = "", None  # the file's angles, if any, are not used
         md = scan.metadata
         if start is None and "rotation_start_deg" in md:
             start = md["rotation_start_deg"].value
@@ -397,14 +536,13 @@ def _resolve_theta(scan: Scan, f: h5py.File, source: str, start: float | None, e
         return
     if scan.theta_source:  # NXtomo set it
         return
-    ds = _dataset(f, "/exchange/theta", "angles in degrees", ndim=1)
-    theta = np.asarray(ds[()], dtype=np.float64)
+    ds = _dataset(f, "/exchange/theta", "angles in degrees", ndim=None)
+    unit = _unit(ds)
+    theta = validate.angles_to_degrees(ds[()], unit, f.filename, "/exchange/theta")
     if theta.shape[0] != n:
         raise InputError(f.filename, "/exchange/theta",
                          f"has {theta.shape[0]} angles but {scan.data_path} has {n} projections")
-    if not np.all(np.isfinite(theta)):
-        raise InputError(f.filename, "/exchange/theta", "contains NaN or infinite angles")
-    unit = ds.attrs.get("units")
-    unit = unit.decode() if isinstance(unit, bytes) else unit
-    scan.theta_deg = theta * U.factor(unit, "angle", "deg")
-    scan.theta_source = "/exchange/theta" + (f" [{unit}]" if unit else " [degrees]")
+    scan.theta_deg = theta
+    scan.theta_source = "/exchange/theta" + (f" [{unit}]" if unit else " [no units attribute: assumed degrees]")
+    scan._theta_unit = (unit,)
+    scan._used.append(("angles", ds))

@@ -54,6 +54,7 @@ def normalize(
     indices: np.ndarray | None = None,
     n_total: int | None = None,
     eps: float = 1e-6,
+    count_rows: slice = slice(None),
 ) -> Normalized:
     """Flat/dark normalise projections: ``T = (I − D) / (F − D)``, float32 (dimensionless).
 
@@ -67,7 +68,8 @@ def normalize(
 
     Guards, never NaN/inf out: where ``F − D ≤ eps`` the value is :data:`FILL` (counted in
     ``n_guarded``); any other non-finite result (NaN/inf in the input) is :data:`FILL` too
-    (counted in ``n_nonfinite``).  Counts are of output values (projection × pixel).
+    (counted in ``n_nonfinite``).  Counts are of output values (projection × pixel) in the rows
+    ``count_rows`` (a block read with overlap rows counts only the rows it keeps).
     """
     proj = np.asarray(proj)
     single = proj.ndim == 2
@@ -92,7 +94,7 @@ def normalize(
             out /= den
             if bad.any():
                 out[:, bad] = FILL
-                n_guarded = int(bad.sum()) * n
+                n_guarded = int(bad[count_rows].sum()) * n
         else:
             w = _interp_weights(n, indices, n_total)
             slope = (np.asarray(flat_after, dtype=np.float32) - d) - den  # F_after − F
@@ -105,11 +107,11 @@ def normalize(
                 bad = den_i <= eps
                 if bad.any():
                     out[i][bad] = FILL
-                    n_guarded += int(bad.sum())
+                    n_guarded += int(bad[count_rows].sum())
 
     nonfinite = ~np.isfinite(out)
-    n_nonfinite = int(nonfinite.sum())
-    if n_nonfinite:
+    n_nonfinite = int(nonfinite[:, count_rows].sum())
+    if nonfinite.any():
         out[nonfinite] = FILL
     return Normalized(out[0] if single else out, n_guarded, n_nonfinite)
 

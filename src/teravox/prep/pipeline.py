@@ -9,6 +9,7 @@ projection-chunk stage owns the files.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,49 @@ class Counts:
             self.steps = list(other.steps)
 
 
+@dataclass
+class Patched:
+    """Pixels flat/dark normalisation had to patch (set to transmission 1) over a whole run:
+    flat ≤ dark, and NaN/Inf; outliers replaced by their median are counted beside them.
+    Counts are of projection pixels (a bad detector pixel counts once per projection)."""
+
+    flat_le_dark: int = 0
+    nonfinite: int = 0
+    outliers: int = 0
+    projections: int = 0
+    frame_pixels: int = 0     # rows × columns of a frame
+
+    @property
+    def fraction(self) -> float:
+        """Patched pixels as a fraction of a frame, on average over the projections."""
+        return (self.flat_le_dark + self.nonfinite) / max(1, self.projections * self.frame_pixels)
+
+    @property
+    def loud(self) -> bool:
+        from teravox.io.validate import PATCHED_WARN_FRACTION
+
+        return self.fraction > PATCHED_WARN_FRACTION
+
+    def text(self) -> str:
+        return (f"flat ≤ dark {self.flat_le_dark}, NaN/Inf {self.nonfinite} "
+                f"({self.fraction:.3%} of a frame); outliers replaced {self.outliers}")
+
+    def warning(self) -> str | None:
+        """The loud warning when more than 0.1 % of a frame had to be patched, else None."""
+        if not self.loud:
+            return None
+        return (f"{self.fraction:.2%} of each frame was patched on average (flat ≤ dark "
+                f"{self.flat_le_dark}, NaN/Inf {self.nonfinite} pixels over {self.projections} "
+                "projections): check the flats, darks and dead pixels — those regions hold no data")
+
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> Patched | None:
+        return None if not d else cls(**{k: int(d.get(k, 0)) for k in cls.__dataclass_fields__})
+
+
 def steps(params: Params) -> list[tuple[str, dict]]:
     """The corrections ``params`` switches on, in order, each with the parameters it uses."""
     out: list[tuple[str, dict]] = []
@@ -66,38 +110,41 @@ def steps(params: Params) -> list[tuple[str, dict]]:
 
 def normalize_block(raw: np.ndarray, params: Params, *, flat: np.ndarray | None, dark: np.ndarray | None,
                     flat_after: np.ndarray | None = None, indices: np.ndarray | None = None,
-                    n_total: int | None = None) -> tuple[np.ndarray, Counts]:
+                    n_total: int | None = None, count_rows: slice = slice(None)) -> tuple[np.ndarray, Counts]:
     """Flat/dark normalisation of ``raw`` (angles, rows, cols) → float32, with guard counts.
 
     ``flat``/``dark``/``flat_after`` are combined (rows, cols) fields for the same rows;
     ``indices`` are the projections' indices in the whole scan (for interpolating
-    flats taken before and after the scan).
+    flats taken before and after the scan); patched pixels are counted in the rows
+    ``count_rows`` of the block only.
     """
     from teravox.prep import flatdark
 
     counts = Counts(steps=[name for name, _ in steps(params)])
     if params.flat_dark:
-        res = flatdark.normalize(raw, flat, dark, flat_after=flat_after, indices=indices, n_total=n_total)
+        res = flatdark.normalize(raw, flat, dark, flat_after=flat_after, indices=indices, n_total=n_total,
+                                 count_rows=count_rows)
         counts.flat_le_dark += res.n_guarded
         counts.nonfinite += res.n_nonfinite
         return res.data, counts
     block = np.asarray(raw, dtype=np.float32)
     bad = ~np.isfinite(block)
     if bad.any():
-        counts.nonfinite += int(bad.sum())
+        counts.nonfinite += int(bad[:, count_rows].sum())
         block = np.where(bad, np.float32(1.0), block)
     return block, counts
 
 
 def read_normalized(scan: Any, params: Params, indices: np.ndarray, rows: slice,
-                    cols: slice = slice(None), *, i0_reference: float | None = None
-                    ) -> tuple[np.ndarray, Counts]:
+                    cols: slice = slice(None), *, i0_reference: float | None = None,
+                    count_rows: slice = slice(None)) -> tuple[np.ndarray, Counts]:
     """Read projections ``indices`` × rows × cols of an open scan and normalise them (float32).
 
     The one step of pass 1 that touches a file: flat/dark normalisation with the scan's
     own fields, then (``params.i0 == "monitor"``) division by its beam monitor relative to
     ``i0_reference`` (default: the series' mean).  A single-scan job and the stitched
     reader both start here; the rest is :func:`correct_normalized` with I0 switched off.
+    Patched pixels are counted in the rows ``count_rows`` of the block (those a job keeps).
     """
     from teravox.errors import InputError
 
@@ -108,7 +155,7 @@ def read_normalized(scan: Any, params: Params, indices: np.ndarray, rows: slice,
                                                   dark_method=params.dark_method)
     try:
         block, counts = normalize_block(raw, params, flat=flat, dark=dark, flat_after=flat_after,
-                                        indices=indices, n_total=scan.n_proj)
+                                        indices=indices, n_total=scan.n_proj, count_rows=count_rows)
         if params.i0 == "monitor":
             from teravox.prep.i0 import from_monitor
 

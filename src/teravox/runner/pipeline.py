@@ -9,7 +9,9 @@ skipped, so rerunning the same command resumes an interrupted run.
 from __future__ import annotations
 
 import json
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,8 +19,13 @@ from teravox import graph
 from teravox import plan as planmod
 from teravox.config import Params
 from teravox.errors import StageError
-from teravox.io.atomic import remove_stale
+from teravox.io.atomic import free_bytes, no_space_error, remove_stale
+from teravox.prep.pipeline import Patched
 from teravox.runner.executor import Executor, Job, JobResult, LocalExecutor
+from teravox.runner.lock import output_lock
+
+#: A failed job with less than this free in the output folder failed for lack of space.
+LOW_SPACE_BYTES = 16 * 2**20
 
 
 @dataclass
@@ -41,6 +48,7 @@ class RunSummary:
     seconds: float
     raw_bytes: int
     voxels: int
+    patched: Patched | None = None
 
     def table(self) -> str:
         mib = 2**20
@@ -51,6 +59,9 @@ class RunSummary:
         lines.append(f"{'total':<13}{'':>6}{'':>9}{self.seconds:>9.1f}")
         lines.append(f"raw data {self.raw_bytes / mib:.1f} MiB at {mbps:.1f} MiB/s; "
                      f"{self.voxels / max(self.seconds, 1e-9) / 1e6:.2f} Mvoxel/s")
+        if self.patched is not None:
+            lines.append(f"patched pixels: {self.patched.text()}"
+                         + ("  ← WARNING, see above" if self.patched.loud else ""))
         return "\n".join(lines)
 
 
@@ -103,26 +114,46 @@ def parallel_jobs(budget: int, requested: int | None) -> int:
     return max(1, min(requested or cpus_available(), by_memory))
 
 
+def _warn(msg: str) -> None:
+    print(f"teravox run: warning: {msg}", file=sys.stderr, flush=True)
+
+
 def run_pipeline(scan: str | Path | None, outdir: str | Path, params: Params, *, jobs: int | None = None,
                  force: bool = False, executor: Executor | None = None, progress: bool = True,
                  cpus_per_job: int = 1, time_per_job_s: int = 3600, sheet: str | None = None,
-                 log=print) -> RunSummary:  # noqa: ANN001
-    """Plan, [stitch-align], preprocess × k, collect, reconstruct × j, merge, report, cleanup.
+                 log: Callable[[str], None] = print, warn: Callable[[str], None] = _warn) -> RunSummary:
+    """Plan, [stitch-align], preprocess × k, collect, reconstruct × j, merge, report, cleanup,
+    holding the output folder's lock.
 
     ``sheet`` (a scan sheet) instead of ``scan`` stitches several offset scans."""
+    outdir = Path(outdir).resolve()
+    outdir.mkdir(parents=True, exist_ok=True)
+    with output_lock(outdir):
+        try:
+            return _run_locked(scan, outdir, params, jobs=jobs, force=force, executor=executor,
+                               progress=progress, cpus_per_job=cpus_per_job, time_per_job_s=time_per_job_s,
+                               sheet=sheet, log=log, warn=warn)
+        finally:
+            (outdir / "timings.json").unlink(missing_ok=True)  # the report's input, never a result
+
+
+def _run_locked(scan: str | Path | None, outdir: Path, params: Params, *, jobs: int | None, force: bool,
+                executor: Executor | None, progress: bool, cpus_per_job: int, time_per_job_s: int,
+                sheet: str | None, log: Callable[[str], None], warn: Callable[[str], None]) -> RunSummary:
     from teravox.progress import bar
     from teravox.stages.plan import make, summary
 
     t_start = time.perf_counter()
-    outdir = Path(outdir).resolve()
-    outdir.mkdir(parents=True, exist_ok=True)
     (outdir / "logs").mkdir(exist_ok=True)
     plan = make(None if scan is None else str(scan), params, outdir, sheet=sheet)
     plan_path = outdir / "plan.json"
     planmod.save(plan, plan_path)
     log(summary(plan))
-    if executor is None or isinstance(executor, LocalExecutor):
-        remove_stale(outdir)  # by local process ids: meaningless for jobs on other nodes
+    # We hold the folder's lock: every temporary file here is left by a run that is over
+    # (a killed job, local or on SLURM), whatever its process id means on this machine.
+    stale = remove_stale(outdir, all_=True)
+    if stale:
+        log(f"removed {len(stale)} temporary file(s) left by an interrupted run")
     if force:
         for name in ("proj_*.h5", "recon_*.h5", plan["outputs"]["projections"]):
             for p in outdir.glob(name):
@@ -139,6 +170,7 @@ def run_pipeline(scan: str | Path | None, outdir: str | Path, params: Params, *,
                 f"({', '.join(slots) if slots else 'no GPU found here: the jobs will say why'})")
     timings: dict[str, float] = {}
     stages: list[StageTiming] = []
+    patched = None
     keep = params.keep_intermediates
     for stage in graph.order(include_optional="scans" in plan):
         if stage.name == "plan":
@@ -158,28 +190,38 @@ def run_pipeline(scan: str | Path | None, outdir: str | Path, params: Params, *,
             st.results = results
             failed = [r for r in results if not r.ok]
             if failed or len(results) < len(todo):
-                r = failed[0] if failed else None
-                where = (f"{r.job.name} failed (exit {r.returncode}"
-                         + (f", job {r.job_id}" if r.job_id else "") + f"); see {r.job.log}") if r else "interrupted"
-                tail = _tail(r.job.log) if r and r.job.log else ""
-                raise StageError(f"{where}{': ' + tail if tail else ''}. Intermediates in {outdir} are kept: "
-                                 f"rerun the same command to resume")
+                _raise_failure(failed[0] if failed else None, outdir)
             st.peak_rss = max((r.peak_rss for r in results), default=0)
         else:
             log(f"{stage.name}: all {skipped} chunk(s) already complete, skipped")
+        if stage.name == "collect":
+            from teravox.stages.collect import output_path, read_patched
+
+            patched = read_patched(output_path(plan))
+            if patched is not None and patched.warning():
+                warn(patched.warning())
         st.seconds = time.perf_counter() - t0
         timings[stage.name] = round(st.seconds, 3)
         stages.append(st)
-    (outdir / "timings.json").write_text(json.dumps(timings))
     shape = plan["recon_shape"]
-    summary_ = RunSummary(plan, outdir, outdir / plan["outputs"]["volume"], outdir / plan["outputs"]["report"],
-                          stages, time.perf_counter() - t_start,
-                          raw_bytes=int(len(plan["theta_deg"]) * shape[0]
-                                        * (plan["selection"]["cols"][1] - plan["selection"]["cols"][0])
-                                        * _itemsize(plan["scan"]["dtype"])),
-                          voxels=int(shape[0] * shape[1] * shape[2]))
-    (outdir / "timings.json").unlink(missing_ok=True)
-    return summary_
+    return RunSummary(plan, outdir, outdir / plan["outputs"]["volume"], outdir / plan["outputs"]["report"],
+                      stages, time.perf_counter() - t_start,
+                      raw_bytes=int(len(plan["theta_deg"]) * shape[0]
+                                    * (plan["selection"]["cols"][1] - plan["selection"]["cols"][0])
+                                    * _itemsize(plan["scan"]["dtype"])),
+                      voxels=int(shape[0] * shape[1] * shape[2]), patched=patched)
+
+
+def _raise_failure(r: JobResult | None, outdir: Path) -> None:
+    """The one-line error of a failed stage: the job, its exit status and log, and why."""
+    where = (f"{r.job.name} failed (exit {r.returncode}" + (f", job {r.job_id}" if r.job_id else "")
+             + f"); see {r.job.log}") if r else "interrupted"
+    free = free_bytes(outdir)
+    if free is not None and free < LOW_SPACE_BYTES:  # the job's own message may not have fitted in its log
+        raise no_space_error(outdir, where)
+    tail = _tail(r.job.log) if r and r.job.log else ""
+    raise StageError(f"{where}{': ' + tail if tail else ''}. Intermediates in {outdir} are kept: "
+                     f"rerun the same command to resume")
 
 
 def _itemsize(dtype: str) -> int:

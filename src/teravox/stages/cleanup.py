@@ -8,6 +8,7 @@ from pathlib import Path
 
 from teravox import plan as planmod
 from teravox.errors import StageError
+from teravox.io.atomic import remove_stale
 from teravox.stages._common import cli_entry
 
 
@@ -15,7 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="teravox cleanup",
         description="Remove the chunk files and the virtual projection file once the merged volume and "
-                    "the report exist. Refuses while either is missing, so a failed run keeps what resume needs.")
+                    "the report exist, and the temporary files (*.tmp-<pid>) that killed jobs left beside "
+                    "them. Refuses while either is missing, so a failed run keeps what resume needs.")
     p.add_argument("--plan", required=True, help="plan.json")
     p.add_argument("--workdir", default=None, help="directory holding the intermediates (default: the plan's)")
     p.add_argument("--volume", default=None, help="merged volume (default: <workdir>/<scan>_recon.h5)")
@@ -41,10 +43,15 @@ def run(plan: dict, workdir: str | Path | None = None, volume: str | Path | None
     missing = [str(p) for p in (vol, rep) if not p.exists()]
     if missing:
         raise StageError(f"not cleaning up: {', '.join(missing)} missing; intermediates kept for resume")
+    # Every job of the run is over once the volume and the report exist: a temporary file
+    # beside an output belongs to a job that was killed (locally or on a cluster node).
+    files = intermediates(plan, wd)
     removed = []
+    for folder in dict.fromkeys([wd, *(p.resolve().parent for p in files)]):
+        removed += remove_stale(folder, all_=True)
     if plan["params"].get("keep_intermediates"):
         return removed
-    for p in intermediates(plan, wd):
+    for p in files:
         # Nextflow stages inputs as symlinks: remove the file they point to, then the link
         for target in dict.fromkeys([p.resolve(), p]):
             if target.exists() or target.is_symlink():

@@ -24,6 +24,7 @@ from teravox.errors import StageError
 from teravox.io import provenance
 from teravox.io.atomic import atomic_path
 from teravox.io.virtual import concat_virtual
+from teravox.prep.pipeline import Patched
 from teravox.recon.pipeline import Geometry, line_integrals, reconstruct_block, to_180
 from teravox.stages._common import cli_entry
 from teravox.stages.preprocess import chunk_path, digest
@@ -147,13 +148,34 @@ def run(plan: dict, chunks_dir: str | Path | None = None, output: str | Path | N
             sources.append((path, "/exchange/data", got))
     if problems:
         raise StageError(f"cannot collect: {'; '.join(problems)} — rerun `teravox preprocess` for those chunks")
-    return write_projections(plan, params, sources, output_path(plan, output))
+    return write_projections(plan, params, sources, output_path(plan, output),
+                             patched=patched_pixels(plan, [s[0] for s in sources]))
+
+
+def patched_pixels(plan: dict, chunk_files: list[Path]) -> Patched:
+    """The pixels every projection-chunk job patched, summed over the run."""
+    (r0, r1), (c0, c1) = plan["selection"]["rows"], plan["selection"]["cols"]
+    total = Patched(projections=len(plan["theta_deg"]), frame_pixels=(r1 - r0) * (c1 - c0))
+    for path in chunk_files:
+        with h5py.File(path, "r") as f:
+            g = provenance.read(f).get("guarded", {})
+        total.flat_le_dark += int(g.get("flat_le_dark_pixels", 0))
+        total.nonfinite += int(g.get("nonfinite_pixels", 0))
+        total.outliers += int(g.get("outlier_pixels", 0))
+    return total
+
+
+def read_patched(path: str | Path) -> Patched | None:
+    """The patched-pixel counts collect wrote into a projections file (None: not recorded)."""
+    with h5py.File(path, "r") as f:
+        return Patched.from_dict(provenance.read(f).get("patched"))
 
 
 def write_projections(plan: dict, params: Params, sources: list[tuple[Path, str, tuple[int, ...]]],
-                      out: Path) -> Path:
+                      out: Path, patched: Patched | None = None) -> Path:
     """projections.h5: the sources (file, dataset, shape) joined along the projections as
-    one virtual dataset, with angles, physics and the resolved centre, size and range."""
+    one virtual dataset, with angles, physics, the resolved centre, size and range, and the
+    run's patched-pixel counts."""
     with atomic_path(out) as tmp:
         with h5py.File(tmp, "w") as f:
             ds = concat_virtual(f, "/exchange/data", sources)
@@ -172,7 +194,8 @@ def write_projections(plan: dict, params: Params, sources: list[tuple[Path, str,
             f.create_group("/process/teravox/resolved").attrs["json"] = json.dumps(resolved)
             resolved_plan = {**plan, "center": {"value": resolved["center"], "how": resolved["center_how"]}}
             provenance.write(f, stage="collect", params=params.to_dict(), plan=resolved_plan,
-                             input=plan["scan"]["path"], chunks=[str(Path(s[0]).resolve()) for s in sources])
+                             input=plan["scan"]["path"], chunks=[str(Path(s[0]).resolve()) for s in sources],
+                             **({"patched": patched.to_dict()} if patched else {}))
     return out
 
 
@@ -182,6 +205,11 @@ def _run(args: argparse.Namespace) -> int:
     r = read_resolved(out)
     print(f"wrote {out}: {len(plan['proj_chunks'])} chunk(s) joined; centre {r['center']:.2f} px "
           f"({r['center_how']}); slices {r['n_out']}²")
+    patched = read_patched(out)
+    if patched is not None:
+        print(f"patched pixels: {patched.text()}")
+        if patched.warning():
+            print(f"teravox collect: warning: {patched.warning()}", file=sys.stderr)
     return 0
 
 

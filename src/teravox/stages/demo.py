@@ -16,7 +16,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from teravox.stages._common import cli_entry
+from teravox.stages._common import cli_entry, output_dir, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", choices=("tiny", "small", "medium"), default="medium",
                    help="tiny 90×16×64, small 180×32×128, medium 360×64×256 (angles × rows × columns; "
                         "default medium, about a minute on 2 cores)")
-    p.add_argument("--jobs", type=int, default=None, help="chunk jobs at once")
+    p.add_argument("--jobs", type=positive_int, default=None, help="chunk jobs at once")
     p.add_argument("--keep-intermediates", action="store_true", help="keep chunk files")
     return p
 
@@ -59,8 +59,7 @@ def _run(args: argparse.Namespace) -> int:
     from teravox.runner.pipeline import run_pipeline
     from teravox.synth.scan import write_scan
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(args.out)
     scan = out / f"demo_{args.size}.h5"
     t0 = time.perf_counter()
     if not scan.exists():

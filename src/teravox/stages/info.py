@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -21,8 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="teravox info",
         description="Print what a DXchange or NXtomo scan holds: shapes, dtypes, angle range, the "
-                    "instrument values found (and the dataset each came from), what is missing, and "
-                    "the size of the reconstructed volume. Opens the file read-only.")
+                    "instrument values found (and the dataset each came from), what is missing, the "
+                    "size of the reconstructed volume, and every file the scan reads (external links "
+                    "and virtual-dataset sources included). Opens the files read-only.")
     p.add_argument("scan", help="scan file")
     p.add_argument("--flat-file", help="flats from another file")
     p.add_argument("--dark-file", help="darks from another file")
@@ -47,6 +49,7 @@ def describe(path: str, flat_file: str | None = None, dark_file: str | None = No
             "metadata": {k: {"value": v.value, "source": v.source} for k, v in scan.metadata.items()},
             "missing": [k for k in METADATA_PATHS if k not in scan.metadata],
             "volume_float32_bytes": vol,
+            "files_read": [dataclasses.asdict(df) for df in scan.data_files()],
         }
 
 
@@ -81,7 +84,19 @@ def render(d: dict) -> str:
                      + ", ".join(LABELS[k][0] for k in d["missing"]))
     rows, cols = p["shape"][1], p["shape"][2]
     lines.append(f"  reconstructed volume  {rows} × {cols} × {cols} float32 = {_size(d['volume_float32_bytes'])}")
+    lines.append("  files read:")
+    lines += [f"    {file}: {', '.join(what)}" for file, what in files_read(d["files_read"]).items()]
     return "\n".join(lines)
+
+
+def files_read(entries: list[dict]) -> dict[str, list[str]]:
+    """What the scan reads from each file: roles, with how the file is reached when not directly."""
+    out: dict[str, list[str]] = {}
+    for df in entries:
+        what = df["role"] + (f" ({df['via']})" if df["via"] else "")
+        if what not in out.setdefault(df["file"], []):
+            out[df["file"]].append(what)
+    return out
 
 
 def _run(args: argparse.Namespace) -> int:

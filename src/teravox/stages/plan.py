@@ -9,6 +9,7 @@ from pathlib import Path
 from teravox import plan as planmod
 from teravox.errors import PlanError
 from teravox.io import open_scan_for
+from teravox.io.provenance import input_identity
 from teravox.stages._common import add_param_sources, cli_entry, resolve_params
 
 
@@ -45,8 +46,16 @@ def make(scan_path: str | None, params, workdir: str | Path, sheet: str | None =
     with open_scan_for(first["path"], params.replace(flat_file=first.get("flat_file"),
                                                       dark_file=first.get("dark_file"))) as scan:
         scan.n_cols = int(section["stitch"]["width"])  # the plan sees the stitched field of view
-        return planmod.make_plan(scan, params, workdir=workdir, scan_name=Path(sheet).stem,
+        plan = planmod.make_plan(scan, params, workdir=workdir, scan_name=Path(sheet).stem,
                                  extra_inputs=section)
+    plan["inputs"] = {"files": [], "datasets": []}  # every scan of the sheet identifies the raw data
+    for s in section["scans"]:
+        with open_scan_for(s["path"], params.replace(flat_file=s.get("flat_file"),
+                                                      dark_file=s.get("dark_file"))) as scan:
+            identity = input_identity(scan)
+        plan["inputs"]["files"] += identity["files"]
+        plan["inputs"]["datasets"] += identity["datasets"]
+    return plan
 
 
 def summary(plan: dict) -> str:
@@ -75,6 +84,8 @@ def summary(plan: dict) -> str:
         f" peak ≈ {m['reconstruct_peak_estimate'] / gib:.2f} GiB (budget {m['budget'] / gib:.2f} GiB)",
         *gpu,
         f"  centre: {cval}",
+        *(["  angles: not in increasing order in the file; projections are used ordered by angle"]
+          if plan.get("angles_reordered") else []),
     ])
 
 

@@ -21,6 +21,7 @@ from teravox import plan as planmod
 from teravox.errors import StageError
 from teravox.io import open_scan_for, provenance
 from teravox.io.atomic import atomic_path
+from teravox.io.provenance import plan_digest as digest
 from teravox.prep.pipeline import Counts, Physics, correct_normalized, read_normalized, steps
 from teravox.progress import bar
 from teravox.stages._common import cli_entry
@@ -67,8 +68,8 @@ def run_chunk(plan: dict, index: int, outdir: str | Path | None = None, progress
         if not shifts_path.exists():
             raise StageError(f"{shifts_path}: shifts file does not exist (run `teravox stitch-align` first)")
         with StitchedSource(plan, shifts_path, params) as src:
-            def read(projs: slice, rows: slice) -> tuple[np.ndarray, Counts]:
-                block, counts = src.read_normalized(idx[projs], rows)
+            def read(projs: slice, rows: slice, keep: slice) -> tuple[np.ndarray, Counts]:
+                block, counts = src.read_normalized(idx[projs], rows)  # counts include overlap rows
                 return block[:, :, c0:c1], counts
 
             return _write_chunk(plan, index, outdir, progress, read, air_level=None,
@@ -79,19 +80,21 @@ def run_chunk(plan: dict, index: int, outdir: str | Path | None = None, progress
         i0_reference = float(np.mean(scan.i0[all_idx])) if scan.i0 is not None else None
         air_level = _air_levels(scan, params, plan, idx) if params.i0 == "air" else None
 
-        def read(projs: slice, rows: slice) -> tuple[np.ndarray, Counts]:
-            return read_normalized(scan, params, idx[projs], rows, slice(c0, c1), i0_reference=i0_reference)
+        def read(projs: slice, rows: slice, keep: slice) -> tuple[np.ndarray, Counts]:
+            return read_normalized(scan, params, idx[projs], rows, slice(c0, c1), i0_reference=i0_reference,
+                                   count_rows=keep)
 
         return _write_chunk(plan, index, outdir, progress, read, air_level=air_level,
                             input=plan["scan"]["path"], proj_indices=[int(idx[0]), int(idx[-1])])
 
 
 def _write_chunk(plan: dict, index: int, outdir: str | Path | None, progress: bool,
-                 read: Callable[[slice, slice], tuple[np.ndarray, Counts]], air_level: np.ndarray | None,
+                 read: Callable[[slice, slice, slice], tuple[np.ndarray, Counts]], air_level: np.ndarray | None,
                  **provenance_extra: object) -> Path:
-    """The block loop every projection-chunk job shares: ``read(projections, rows)`` gives
-    the normalised (I0-corrected) block, projections of the chunk × detector rows plus
-    overlap; the rest of the chain runs on it and the rows without their overlap go into
+    """The block loop every projection-chunk job shares: ``read(projections, rows, keep)``
+    gives the normalised (I0-corrected) block, projections of the chunk × detector rows plus
+    overlap, with patched pixels counted in the rows ``keep`` of the block; the rest of the
+    chain runs on it and the rows without their overlap go into
     ``proj_<index>.h5``, atomically.  Blocks are the plan's: all projections of the chunk
     × a band of rows plus overlap, or (``proj_subchunk_projections``) a few projections
     at full height, which need no overlap."""
@@ -117,7 +120,10 @@ def _write_chunk(plan: dict, index: int, outdir: str | Path | None, progress: bo
         f.create_dataset("/exchange/theta", data=np.asarray(plan["theta_deg"])[ch.start:ch.stop])
         for projs, b0, b1, lo, hi in bar(blocks, desc=f"preprocess chunk {index}", unit="block",
                                          enable=progress):
-            normalized, c = read(projs, slice(r0 + lo, r0 + hi))
+            keep = slice(b0 - lo, b1 - lo)
+            normalized, c = read(projs, slice(r0 + lo, r0 + hi), keep)
+            _refuse_mostly_patched(c, normalized[:, keep].size, index, ch.start + projs.start,
+                                   ch.start + projs.stop, r0 + b0, r0 + b1, provenance_extra)
             try:
                 corrected = correct_normalized(normalized, params, c, physics=physics,
                                                air_level=None if air_level is None else air_level[projs])
@@ -138,6 +144,20 @@ def _write_chunk(plan: dict, index: int, outdir: str | Path | None, progress: bo
                          seconds=round(time.perf_counter() - t0, 3), plan_digest=digest(plan),
                          **provenance_extra)
     return out
+
+
+def _refuse_mostly_patched(c: Counts, pixels: int, index: int, p0: int, p1: int, row0: int, row1: int,
+                           where: dict) -> None:
+    """StageError when flat/dark normalisation had to patch most of a block: no volume from it
+    could be right (the plan checks a sample of the flats and darks; this sees every pixel)."""
+    from teravox.io.validate import PATCHED_REFUSE_FRACTION
+
+    bad = c.flat_le_dark + c.nonfinite
+    if pixels and bad > PATCHED_REFUSE_FRACTION * pixels:
+        raise StageError(f"{where.get('input')}: projection chunk {index}, projections {p0}..{p1}, rows "
+                         f"{row0}..{row1}: {bad / pixels:.0%} of the pixels could not be normalised "
+                         f"(flat ≤ dark {c.flat_le_dark}, NaN/Inf {c.nonfinite}); expected flats brighter "
+                         "than darks and finite counts")
 
 
 def _air_levels(scan, params, plan: dict, idx: np.ndarray) -> np.ndarray:  # noqa: ANN001
@@ -161,17 +181,6 @@ def _air_levels(scan, params, plan: dict, idx: np.ndarray) -> np.ndarray:  # noq
         first = np.asarray(plan["selection"]["proj_indices"][:1])
         band = i0mod.find_air_cols(normalized(first, slice(c0, c1)), width=min(50, (c1 - c0) // 2))
     return i0mod.air_level(normalized(idx, slice(c0 + band[0], c0 + band[1])), (0, band[1] - band[0]))
-
-
-def digest(plan: dict) -> str:
-    """Identifies the work a chunk file was made for: the scan, the selection and the parameters."""
-    import hashlib
-    import json
-
-    key = {k: plan[k] for k in ("scan", "params", "selection", "proj_chunks", "sino_chunks",
-                                "overlap_rows", "center", "scans") if k in plan}
-    key["scan"] = {k: v for k, v in plan["scan"].items() if k != "metadata"}
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _run(args: argparse.Namespace) -> int:

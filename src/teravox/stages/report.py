@@ -54,7 +54,7 @@ def gather(plan: dict, projections: Path, volume: Path, timings: dict | None = N
            shifts: Path | None = None) -> ReportData:
     from teravox.prep.pipeline import steps as prep_steps
     from teravox.recon.pipeline import steps as recon_steps
-    from teravox.stages.collect import read_resolved
+    from teravox.stages.collect import read_patched, read_resolved
 
     params = planmod.params_of(plan)
     sel = plan["selection"]
@@ -69,6 +69,7 @@ def gather(plan: dict, projections: Path, volume: Path, timings: dict | None = N
         if not Path(path).exists():
             raise StageError(f"{path}: {what} does not exist (run collect and merge first)")
     resolved = read_resolved(projections)
+    patched = read_patched(projections)
     with h5py.File(projections, "r") as f:
         data = f["/exchange/data"]
         quantity = data.attrs.get("quantity", "transmission")
@@ -116,6 +117,9 @@ def gather(plan: dict, projections: Path, volume: Path, timings: dict | None = N
         volume_shape=vshape,
         output_file=str(volume),
         extra=extra,
+        files_read=_files_read(plan),
+        patched=patched.text() if patched else None,
+        warnings=[w for w in [patched.warning() if patched else None] if w],
     )
     stitched = {}
     shifts = Path(shifts) if shifts else planmod.workdir(plan) / "shifts.json"
@@ -130,6 +134,11 @@ def gather(plan: dict, projections: Path, volume: Path, timings: dict | None = N
                       slice_xy=xy, slice_xz=xz, slice_yz=yz, histogram=hist, facts=facts,
                       slow_axis_step=step, projection_index=int(idx[mid_p]), sinogram_row=r0 + mid_r,
                       corrected_quantity=quantity, values_are_codes=is_int)
+
+
+def _files_read(plan: dict) -> list[str]:
+    """One line per raw file the plan's scan(s) read, with what is read from it."""
+    return [f"{f['path']}: {', '.join(f.get('read_for', []))}" for f in plan.get("inputs", {}).get("files", [])]
 
 
 def run(plan: dict, projections: str | Path | None = None, volume: str | Path | None = None,

@@ -14,7 +14,13 @@ import time
 from pathlib import Path
 
 from teravox.errors import ParamError
-from teravox.stages._common import add_param_sources, cli_entry, resolve_params
+from teravox.stages._common import (
+    add_param_sources,
+    cli_entry,
+    output_dir,
+    positive_int,
+    resolve_params,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scan-sheet", default=None, metavar="FILE",
                    help="CSV/JSON/YAML sheet of laterally offset scans to stitch (file, position_mm)")
     p.add_argument("--out", required=True, help="output directory (volume, report, log; intermediates)")
-    p.add_argument("--jobs", type=int, default=None, help="chunk jobs at once (default: as cores and memory allow)")
+    p.add_argument("--jobs", type=positive_int, default=None,
+                   help="chunk jobs at once (default: as cores and memory allow)")
     p.add_argument("--force", action="store_true", help="redo every chunk, even complete ones")
     p.add_argument("--executor", choices=("local", "slurm"), default="local",
                    help="run the jobs here (local) or as SLURM job arrays (slurm)")
@@ -45,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--account", default=None, help="SLURM account (executor slurm)")
     p.add_argument("--sbatch", action="append", default=[], metavar="OPTION",
                    help="extra sbatch option, e.g. --sbatch=--qos=short (repeatable; executor slurm)")
-    p.add_argument("--cpus-per-job", type=int, default=1, help="CPUs each SLURM job asks for (executor slurm)")
-    p.add_argument("--time-per-job", type=int, default=60, metavar="MIN",
+    p.add_argument("--cpus-per-job", type=positive_int, default=1, help="CPUs each SLURM job asks for (executor slurm)")
+    p.add_argument("--time-per-job", type=positive_int, default=60, metavar="MIN",
                    help="time limit of each SLURM job in minutes (executor slurm)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_param_sources(p)
@@ -75,23 +82,29 @@ def _run(args: argparse.Namespace) -> int:
         args.scan = str(Path(args.tori).parent / data_file) if data_file else None
         if not args.scan:
             raise ParamError("no scan: give --scan FILE (or a .tori whose file_definitions name a data_file)")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(args.out)
     logfile = out / "teravox-run.log"
     with open(logfile, "a") as lf:
-        def log(msg: str) -> None:
-            print(msg, flush=True)
+        def note(msg: str) -> None:
             lf.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
             lf.flush()
+
+        def log(msg: str) -> None:
+            print(msg, flush=True)
+            note(msg)
+
+        def warn(msg: str) -> None:
+            print(f"teravox run: warning: {msg}", file=sys.stderr, flush=True)
+            note(f"WARNING: {msg}")
 
         log(f"teravox run --{'scan-sheet' if args.scan_sheet else 'scan'} {args.scan_sheet or args.scan} --out {args.out}")
         try:
             summary = run_pipeline(args.scan, out, params, jobs=args.jobs, force=args.force,
                                    executor=make_executor(args, out), progress=not args.no_progress,
                                    cpus_per_job=args.cpus_per_job, time_per_job_s=args.time_per_job * 60,
-                                   sheet=args.scan_sheet, log=log)
+                                   sheet=args.scan_sheet, log=log, warn=warn)
         except Exception as exc:
-            log(f"error: {exc}")
+            note(f"error: {' '.join(str(exc).split())}")  # stderr gets it once, from cli_entry
             raise
         log(summary.table())
         log(f"volume: {summary.volume}")

@@ -20,7 +20,6 @@ can be stitched (same detector, same angles).
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -96,15 +95,12 @@ def read_sheet(path: str | os.PathLike, *, check_files: bool = True) -> Sheet:
     if suffix == ".csv":
         records = _csv_records(p, text)
     elif suffix in (".json", ".yaml", ".yml"):
-        try:
-            if suffix == ".json":
-                data = json.loads(text)
-            else:
-                import yaml
+        from teravox.config.documents import read_document
 
-                data = yaml.safe_load(text)
-        except Exception as exc:  # noqa: BLE001 - any parse error becomes one line naming the sheet
-            raise InputError(p, None, f"not a valid {suffix[1:].upper()} scan sheet ({exc})") from None
+        try:
+            data = read_document(p)
+        except ValueError as exc:  # too large, not valid, or a YAML alias bomb
+            raise InputError(p, None, f"scan sheet {exc}") from None
         if isinstance(data, dict):
             unknown = sorted(set(data) - {"scans", "pixel_size_m"})
             if unknown or "scans" not in data:

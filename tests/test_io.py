@@ -186,3 +186,52 @@ def test_info_text_and_json(tiny_scan):
 
     d = json.loads(res.stdout)
     assert d["projections"]["shape"] == [12, 6, 20] and d["angles"]["count"] == 12
+
+
+def test_info_and_plan_name_every_file_a_scan_reads(tmp_path):
+    """Projections as a virtual dataset over two files in a subfolder, flats through an external
+    link to '../': followed wherever they point, and each named by `teravox info` and the plan."""
+    from teravox import plan as planmod
+    from teravox.config import from_mapping
+
+    src = write_dxchange(tmp_path / "src.h5")
+    with h5py.File(src) as f:
+        data, white, dark, theta = (f[p][()] for p in ("/exchange/data", "/exchange/data_white",
+                                                       "/exchange/data_dark", "/exchange/theta"))
+    raw = tmp_path / "raw"
+    (raw / "frames").mkdir(parents=True)
+    layout = h5py.VirtualLayout(shape=data.shape, dtype=data.dtype)
+    for i in range(2):
+        with h5py.File(raw / "frames" / f"part{i}.h5", "w") as g:
+            g["frames"] = data[i * 6:(i + 1) * 6]
+        layout[i * 6:(i + 1) * 6] = h5py.VirtualSource(f"frames/part{i}.h5", "frames", shape=(6, 6, 20))
+    with h5py.File(tmp_path / "flats.h5", "w") as g:
+        g["white"] = white
+    master = raw / "master.h5"
+    with h5py.File(master, "w") as f:
+        f.create_virtual_dataset("/exchange/data", layout, fillvalue=0)
+        f["/exchange/data_white"] = h5py.ExternalLink("../flats.h5", "/white")
+        f["/exchange/data_dark"] = dark
+        f["/exchange/theta"] = theta
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    res = subprocess.run([sys.executable, "-m", "teravox.cli", "info", str(master)], capture_output=True,
+                         text=True, cwd=elsewhere)
+    assert res.returncode == 0, res.stderr
+    listed = res.stdout.split("files read:\n", 1)[1]
+    assert f"{master}: projections, darks, angles" in listed
+    for i in range(2):
+        assert f"{raw / 'frames' / f'part{i}.h5'}: projections (virtual source of /exchange/data)" in listed
+    assert f"{tmp_path / 'flats.h5'}: flats (external link)" in listed
+    with open_scan(master) as s:
+        np.testing.assert_array_equal(s.read_projections(slice(None)), data)
+        plan = planmod.make_plan(s, from_mapping({}), workdir=tmp_path)
+    files = {f["path"] for f in plan["inputs"]["files"]}
+    assert files == {str(master), str(tmp_path / "flats.h5"), *(str(raw / "frames" / f"part{i}.h5") for i in range(2))}
+
+
+def test_projections_read_in_any_order(tiny_scan):
+    with open_scan(tiny_scan) as s:
+        whole = s.read_projections(slice(None))
+        for idx in ([5, 6, 7, 1, 2, 11, 0], [11, 10, 9], [3]):
+            np.testing.assert_array_equal(s.read_projections(np.asarray(idx), slice(1, 4)), whole[idx, 1:4])

@@ -213,3 +213,33 @@ def test_projection_blocks_equal_row_blocks(tmp_path):
         x, y = a["/exchange/data"][()], b["/exchange/data"][()]
     assert np.isfinite(x).all() and x.shape == y.shape
     assert np.max(np.abs(x - y)) <= 1e-5 * np.max(np.abs(x))
+
+
+def test_patched_pixels_counted_once_with_overlap_rows(tmp_path):
+    """A dead pixel (flat = dark) in every projection and one NaN pixel, read in row blocks with
+    overlap rows (the outlier median's), counted once each and summed by collect."""
+    scan = tmp_path / "p.h5"
+    write_scan(scan, n_angles=12, n_rows=10, n_cols=24, noise=False, dtype="float32", progress=False)
+    with h5py.File(scan, "a") as f:
+        f["/exchange/data_white"][:, 4, 3] = f["/exchange/data_dark"][:, 4, 3]
+        f["/exchange/data"][5, 6, 7] = np.nan
+    plan, proj = run_pass1(scan, tmp_path / "w", proj_chunks=2, proj_subchunk_rows=3, outliers=True,
+                           outlier_size=5)
+    assert plan["overlap_rows"] == 2 and plan["proj_subchunk_projections"] is None
+    patched = collect.read_patched(proj)
+    assert (patched.flat_le_dark, patched.nonfinite) == (12, 1)
+    assert patched.projections == 12 and patched.frame_pixels == 240
+    assert patched.loud and "0.45% of each frame" in patched.warning()
+
+
+def test_job_refuses_a_block_it_cannot_normalise(tmp_path):
+    """Flats and darks are fine (the plan's check passes) but half the projections hold no
+    number: the chunk job refuses instead of writing a volume of patched pixels."""
+    scan = tmp_path / "nan.h5"
+    write_scan(scan, n_angles=12, n_rows=4, n_cols=16, noise=False, dtype="float32", progress=False)
+    with h5py.File(scan, "a") as f:
+        f["/exchange/data"][:6] = np.nan
+    with pytest.raises(StageError, match=r"nan\.h5: projection chunk 0, projections 0\.\.6, rows 0\.\.4: 100% of "
+                                         r"the pixels could not be normalised \(flat ≤ dark 0, NaN/Inf 384\)"):
+        run_pass1(scan, tmp_path / "w", proj_chunks=2)
+    assert not list((tmp_path / "w").glob("proj_0000.h5*"))

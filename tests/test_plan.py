@@ -217,3 +217,39 @@ def test_gpu_memory_must_be_a_size(wide_scan):
 
     with pytest.raises(ParamError, match="gpu_memory: expected a size"):
         make(wide_scan, backend="fourier-gpu", gpu_memory="lots")
+
+
+def test_digest_follows_the_raw_data_and_nothing_volatile(tmp_path):
+    """Two plans of the same scan and parameters share their digest (chunks are reused); other
+    content of the same size and modification time, or other instrument values, change it."""
+    import os
+
+    import h5py
+
+    from teravox.io.provenance import plan_digest
+
+    path = write_dxchange(tmp_path / "s.h5", metadata={"/measurement/instrument/monochromator/energy": (20.0, "keV")})
+    first, again = make(path), make(path)
+    assert first["created"] and plan_digest(first) == plan_digest(again)
+    st = path.stat()
+    for dataset, change in (("/exchange/data_white", lambda d: d + 1),
+                            ("/measurement/instrument/monochromator/energy", lambda d: d * 2)):
+        with h5py.File(path, "a") as f:
+            f[dataset][...] = change(f[dataset][()])
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert path.stat().st_size == st.st_size
+        assert plan_digest(make(path)) != plan_digest(first), dataset
+    before = plan_digest(make(path))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched: other data until proven otherwise
+    assert plan_digest(make(path)) != before
+
+
+def test_plan_orders_projections_by_angle(tmp_path):
+    path = write_dxchange(tmp_path / "s.h5", n_proj=8)
+    import h5py
+
+    with h5py.File(path, "a") as f:
+        f["/exchange/theta"][...] = [90, 0, 45, 135, 22.5, 67.5, 112.5, 157.5]
+    p = make(path, proj_range=[0, 8])
+    assert p["selection"]["proj_indices"] == [1, 4, 2, 5, 0, 6, 3, 7]
+    assert p["theta_deg"] == sorted(p["theta_deg"]) and p["angles_reordered"]

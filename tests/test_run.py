@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -181,6 +182,158 @@ def test_bad_input(tmp_path):
     assert res.returncode == 2 and "dif" in res.stderr and "Traceback" not in res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1
+
+
+def reference_volume(scan: Path, work: Path, **params) -> np.ndarray:
+    """The volume of ``scan`` made from scratch by the stage functions in this process."""
+    from teravox import plan as planmod
+    from teravox.config import from_mapping
+    from teravox.io import open_scan
+    from teravox.stages import collect, merge, preprocess, reconstruct
+
+    work.mkdir(parents=True)
+    with open_scan(scan) as s:
+        plan = planmod.make_plan(s, from_mapping(params), workdir=work)
+    for c in plan["proj_chunks"]:
+        preprocess.run_chunk(plan, c["index"])
+    collect.run(plan)
+    for c in plan["sino_chunks"]:
+        reconstruct.run_chunk(plan, c["index"])
+    with h5py.File(merge.run(plan)) as f:
+        return f["/exchange/data"][()]
+
+
+@pytest.mark.slow
+def test_resume_never_reuses_chunks_made_from_other_data(tmp_path):
+    """Scan A run with --keep-intermediates; scan B, of the same shape, size and modification
+    time, copied over it; the rerun reuses nothing of A and gives B's volume.  (Before, every
+    chunk was skipped and the volume was A's.)  Temporary files a killed job left are swept."""
+    a, b, scan = tmp_path / "a.h5", tmp_path / "b.h5", tmp_path / "s.h5"
+    write_scan(a, n_angles=48, n_rows=4, n_cols=32, noise=False, seed=1, progress=False)
+    shutil.copy(a, b)
+    with h5py.File(b, "a") as f:  # another object: the projections in reverse order, in place
+        f["/exchange/data"][...] = f["/exchange/data"][()][::-1]
+    assert b.stat().st_size == a.stat().st_size
+    shutil.copy(a, scan)
+    out = tmp_path / "out"
+    args = ["run", "--scan", scan, "--out", out, "--keep-intermediates", "--proj-chunks", "2",
+            "--sino-chunks", "2", "--threads", "1", "--no-progress"]
+    assert teravox(*args).returncode == 0
+    with h5py.File(out / "s_recon.h5") as f:
+        vol_a = f["/exchange/data"][()]
+    st = scan.stat()
+    shutil.copyfile(b, scan)
+    os.utime(scan, ns=(st.st_atime_ns, st.st_mtime_ns))  # only the content tells A and B apart
+    assert (scan.stat().st_size, scan.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    (out / "proj_0000.h5.tmp-1").write_bytes(b"left by a job killed on another node")
+    res = teravox(*args)
+    assert res.returncode == 0, res.stderr
+    assert "already complete, skipped" not in res.stdout
+    assert not list(out.glob("*.tmp-*"))
+    with h5py.File(out / "s_recon.h5") as f:
+        vol = f["/exchange/data"][()]
+    ref = reference_volume(b, tmp_path / "ref", proj_chunks=2, sino_chunks=2, threads=1)
+    rng = float(ref.max() - ref.min())
+    assert np.max(np.abs(vol - ref)) <= 1e-6 * rng  # one thread in both: the same sums
+    assert np.max(np.abs(vol - vol_a)) > 0.05 * rng
+
+
+@pytest.mark.slow
+def test_unsorted_angles_and_patched_pixels(tmp_path):
+    """Projections stored in shuffled angle order reconstruct as the sorted scan does (stripe
+    removal in pass 2 included, which needs neighbouring angles); dead detector pixels (flat =
+    dark) and NaN pixels are counted in the run's summary, warned about on stderr beyond 0.1 %
+    of a frame, and shown on the report's first page."""
+    from pypdf import PdfReader
+
+    n_angles, n_rows, n_cols = 60, 4, 32
+    ordered, shuffled = tmp_path / "ordered.h5", tmp_path / "shuffled.h5"
+    write_scan(ordered, n_angles=n_angles, n_rows=n_rows, n_cols=n_cols, noise=False, dtype="float32",
+               seed=2, progress=False)
+    with h5py.File(ordered, "a") as f:
+        f["/exchange/data_white"][:, 1, 5] = f["/exchange/data_dark"][:, 1, 5]  # a dead pixel
+        f["/exchange/data"][7, 2, 9] = np.nan
+        f["/exchange/data"][30, 0, 20] = np.inf
+    shutil.copy(ordered, shuffled)
+    order = np.random.default_rng(0).permutation(n_angles)
+    with h5py.File(shuffled, "a") as f:
+        f["/exchange/data"][...] = f["/exchange/data"][()][order]
+        f["/exchange/theta"][...] = f["/exchange/theta"][()][order]
+    flags = ["--stripe-recon", "sorting", "--stripe-sm-size", "5", "--proj-chunks", "2", "--sino-chunks", "2",
+             "--threads", "1"]
+    out = tmp_path / "out"
+    res = teravox("run", "--scan", shuffled, "--out", out, "--no-progress", *flags)
+    assert res.returncode == 0, res.stderr
+    assert "ordered by angle" in res.stdout
+    fraction = (n_angles + 2) / (n_angles * n_rows * n_cols)
+    patched = f"flat ≤ dark {n_angles}, NaN/Inf 2 ({fraction:.3%} of a frame)"
+    assert f"patched pixels: {patched}" in res.stdout
+    warnings = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(warnings) == 1 and warnings[0].startswith(f"teravox run: warning: {fraction:.2%} of each frame")
+    with h5py.File(out / "shuffled_recon.h5") as f:
+        vol = f["/exchange/data"][()]
+    ref = reference_volume(ordered, tmp_path / "ref", stripe_recon="sorting", stripe_sm_size=5, proj_chunks=2,
+                           sino_chunks=2, threads=1)
+    assert np.max(np.abs(vol - ref)) <= 1e-6 * float(ref.max() - ref.min())
+    first_page = PdfReader(out / "shuffled_report.pdf").pages[0].extract_text()
+    assert "Patched pixels" in first_page and patched in first_page
+    assert f"WARNING: {fraction:.2%} of each frame" in first_page
+
+
+def test_second_run_into_the_same_folder_names_the_holder(tmp_path):
+    """A run holds its output folder: a second one says which process holds it; the kernel frees
+    the lock when the holder dies, however it dies."""
+    from teravox.runner.lock import output_lock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time; from teravox.runner.lock import output_lock\n"
+                               f"with output_lock({str(out)!r}):\n    print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        scan = tmp_path / "s.h5"
+        write_scan(scan, n_angles=16, n_rows=2, n_cols=16, noise=False, progress=False)
+        res = teravox("run", "--scan", scan, "--out", out, "--no-progress")
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        assert res.returncode == 2 and len(lines) == 1, res.stderr
+        assert f"{out} is in use by another teravox run (process {holder.pid} on " in lines[0]
+        assert not (out / "plan.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    with output_lock(out):  # free again once the holder is gone
+        pass
+    assert not (out / ".teravox.lock").exists()
+
+
+def test_failed_run_removes_timings_and_sweeps_temporaries_of_any_executor(tmp_path):
+    """Under the folder's lock every temporary file is stale, whatever its process id means on
+    this machine (a SLURM job's pid on another node): the run removes them at its start; a run
+    that fails leaves no timings.json and no lock."""
+    from teravox.config import from_mapping
+    from teravox.errors import StageError
+    from teravox.runner.executor import JobResult
+    from teravox.runner.pipeline import run_pipeline
+
+    class FailingExecutor:
+        name = "failing"
+
+        def run_jobs(self, jobs, on_done=None):  # noqa: ANN001, ANN201
+            return [JobResult(jobs[0], 3, 0.0)]
+
+    scan = tmp_path / "s.h5"
+    write_scan(scan, n_angles=16, n_rows=2, n_cols=16, noise=False, progress=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [out / "proj_0000.h5.tmp-1", out / "s_report.pdf.tmp-4194303"]  # pid 1 runs; the other may not
+    for p in stale:
+        p.write_bytes(b"partial")
+    with pytest.raises(StageError, match=r"preprocess\[0\] failed \(exit 3\)"):
+        run_pipeline(scan, out, from_mapping({}), executor=FailingExecutor(), progress=False, log=lambda _m: None)
+    assert not [p for p in stale if p.exists()]
+    assert not (out / "timings.json").exists() and not (out / ".teravox.lock").exists()
 
 
 def test_tooth_real_data(tooth, tmp_path):

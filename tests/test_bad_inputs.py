@@ -248,12 +248,14 @@ def test_bad_input_is_one_line_exit_2(name, good, good_nxtomo, tmp_path, capsys)
             "info": ["info", str(scan)]}[case.command] + args
     capsys.readouterr()
     rc = teravox(argv)
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert rc == 2, err
     assert len(lines) == 1, err
     assert lines[0].startswith(f"teravox {case.command}: error: "), lines[0]
     assert "Traceback" not in err
+    assert lines[0].split(": error: ", 1)[1] not in captured.out  # printed once, on stderr
     for pattern in case.expect:
         assert re.search(pattern, lines[0]), (pattern, lines[0])
     if out.is_dir():
@@ -325,6 +327,8 @@ def test_full_disk_simulated(tmp_path, capsys, monkeypatch):
     from teravox.io.atomic import atomic_path, write_failed
     from teravox.stages._common import cli_entry
 
+    monkeypatch.setattr("teravox.io.atomic._write_failed", False)  # restored when the test ends
+    monkeypatch.setattr("teravox.io.atomic._kept", [])
     target = tmp_path / "proj_0000.h5"
 
     def body(_args: object) -> None:
@@ -340,4 +344,3 @@ def test_full_disk_simulated(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"no space left on {tmp_path}" in err[0] and "proj_0000.h5 could not be written" in err[0]
     assert not list(tmp_path.iterdir()) and write_failed()
-    monkeypatch.setattr("teravox.io.atomic._write_failed", False)

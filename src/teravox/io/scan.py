@@ -102,7 +102,7 @@ class Scan:
     _darks: Any = field(default=None, repr=False)
     _fields_cache: tuple[tuple, tuple] | None = field(default=None, repr=False)
     _used: list[tuple[str, h5py.Dataset]] = field(default_factory=list, repr=False)  # role, dataset
-    _theta_unit: tuple[str | None] | None = field(default=None, repr=False)  # unit the angles were stored in
+    _theta_read: tuple[str, str | None] | None = field(default=None, repr=False)  # file angles: dataset, units
     # NXtomo keeps all frames in one stack: these map our indices to frame indices
     _proj_frames: np.ndarray | None = field(default=None, repr=False)
     _flat_frames: np.ndarray | None = field(default=None, repr=False)
@@ -219,11 +219,12 @@ def _read_frames(ds: Any, idx: np.ndarray, rows: slice, cols: slice) -> np.ndarr
     stops = np.concatenate([breaks, [idx.size]])
     if len(starts) == 1:
         return ds[int(idx[0]):int(idx[-1]) + 1, rows, cols]
-    first = ds[int(idx[0]):int(idx[stops[0] - 1]) + 1, rows, cols]
-    out = np.empty((idx.size,) + first.shape[1:], first.dtype)
-    out[:stops[0]] = first
-    for a, b in zip(starts[1:], stops[1:], strict=True):
-        out[a:b] = ds[int(idx[a]):int(idx[b - 1]) + 1, rows, cols]
+    out = None
+    for a, b in zip(starts, stops, strict=True):
+        part = ds[int(idx[a]):int(idx[b - 1]) + 1, rows, cols]
+        if out is None:
+            out = np.empty((idx.size,) + part.shape[1:], part.dtype)
+        out[a:b] = part
     return out
 
 
@@ -493,7 +494,7 @@ def _open_nxtomo(f: h5py.File) -> Scan:
                              f"has {angles.shape[0]} angles for {frames.shape[0]} frames")
         scan.theta_deg = angles[proj]
         scan.theta_source = f"{angle_path} [{unit or 'no units attribute: assumed degree'}]"
-        scan._theta_unit = (unit,)
+        scan._theta_read = (angle_path, unit)
         scan._used.append(("angles", ds))
     monitor = grp.get("control/data")
     if (isinstance(monitor, h5py.Dataset) and monitor.ndim == 1 and monitor.shape[0] == frames.shape[0]
@@ -505,19 +506,20 @@ def _open_nxtomo(f: h5py.File) -> Scan:
 
 def _resolve_theta(scan: Scan, f: h5py.File, source: str, start: float | None, end: float | None) -> None:
     _read_theta(scan, f, source, start, end)
-    if scan._theta_unit is None:  # equally spaced from start and end, which are in degrees
+    if scan._theta_read is None:  # equally spaced from start and end, which are in degrees
         validate.check_angles(scan.theta_deg, scan.path, scan.theta_source, "deg",
                               "the start and end are in degrees")
     else:
-        (unit,) = scan._theta_unit
-        validate.check_angles(scan.theta_deg, scan.path, scan.theta_source.split(" [")[0], unit,
+        dataset, unit = scan._theta_read
+        validate.check_angles(scan.theta_deg, scan.path, dataset, unit,
                               f"the units attribute says {unit!r}" if unit else "no units attribute says otherwise")
 
 
 def _read_theta(scan: Scan, f: h5py.File, source: str, start: float | None, end: float | None) -> None:
     n = scan.n_proj
     if source == "calc" or (scan.theta_source == "" and "exchange/theta" not in f):
-        scan.theta_source, scan._theta_unit = "", None  # the file's angles, if any, are not used
+        scan._theta_read = None  # the file's angles, if any, are not used
+        scan._used = [(role, ds) for role, ds in scan._used if role != "angles"]
         md = scan.metadata
         if start is None and "rotation_start_deg" in md:
             start = md["rotation_start_deg"].value
@@ -544,5 +546,5 @@ def _read_theta(scan: Scan, f: h5py.File, source: str, start: float | None, end:
                          f"has {theta.shape[0]} angles but {scan.data_path} has {n} projections")
     scan.theta_deg = theta
     scan.theta_source = "/exchange/theta" + (f" [{unit}]" if unit else " [no units attribute: assumed degrees]")
-    scan._theta_unit = (unit,)
+    scan._theta_read = ("/exchange/theta", unit)
     scan._used.append(("angles", ds))

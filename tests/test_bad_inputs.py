@@ -209,6 +209,8 @@ CASES: dict[str, Case] = {
                                  expect=("dtype_percentiles", "low < high")),
     "theta-calc-empty-range": Case("more", args=["--theta-source", "calc", "--theta-start-deg", "10",
                                                  "--theta-end-deg", "10"], expect=("all 24 angles are 10°",)),
+    "i0-air-cols-reversed": Case("more", args=["--i0", "air", "--i0-air-cols", "[10, 5]"],
+                                 expect=("i0_air_cols", "does not select anything in 0..16")),
     "memory-zero": Case("more", args=["--memory", "0"], expect=("memory", "not a usable size")),
     "fourier-eps-zero": Case("more", args=["--fourier-eps", "0"], expect=("fourier_eps must be positive",)),
     "cpus-per-job-zero": Case("more", args=["--cpus-per-job", "0"], expect=("--cpus-per-job", "at least 1")),

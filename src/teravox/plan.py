@@ -263,6 +263,10 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
                         f"for data that are already normalised")
     if params.flat_dark:
         check_fields_sample(scan, params, slice(r0, r1), slice(c0, c1))
+    if params.i0 == "air" and params.i0_air_cols is not None:
+        _, _, step = _resolve_range(params.i0_air_cols, n_c, "i0_air_cols")
+        if step != 1:
+            raise PlanError(f"i0_air_cols: expected [start, stop] columns, got {params.i0_air_cols}")
     if params.i0 == "monitor" and scan.i0 is None:
         raise PlanError(f"{scan.path}: i0=monitor but no beam-monitor series was found "
                         f"(looked at /measurement/instrument/beam_monitor/data, /instrument/beam_monitor/data)")

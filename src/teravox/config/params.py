@@ -280,10 +280,6 @@ def validate(p: Params, source: str = "parameters") -> None:
     if len(lo_hi) != 2 or not 0 <= lo_hi[0] < lo_hi[1] <= 100:
         raise ParamError(f"{source}: dtype_percentiles must be [low, high] with 0 <= low < high <= 100, "
                          f"got {shown(lo_hi)}")
-    cols = p.i0_air_cols
-    if cols is not None and (len(cols) != 2 or cols[0] < 0 or not (cols[1] == -1 or cols[1] > cols[0])):
-        raise ParamError(f"{source}: i0_air_cols must be [start, stop] columns with 0 <= start < stop "
-                         f"(-1 = end), got {shown(cols)}")
     if not 0 < p.circ_mask_ratio <= 1.5:
         raise ParamError(f"{source}: circ_mask_ratio must be in (0, 1.5], got {p.circ_mask_ratio}")
     if p.fourier_upsampfac not in (1.25, 2.0):

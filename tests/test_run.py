@@ -308,6 +308,21 @@ def test_second_run_into_the_same_folder_names_the_holder(tmp_path):
     assert not (out / ".teravox.lock").exists()
 
 
+def test_folder_without_locks_runs_unguarded(tmp_path, monkeypatch):
+    """Lustre without -o flock answers ENOSYS: a run goes ahead, and says it holds nothing."""
+    import errno
+
+    from teravox.runner import lock
+
+    def no_locks(fd, op):  # noqa: ANN001, ANN202
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(lock.fcntl, "flock", no_locks)
+    with lock.output_lock(tmp_path) as held:
+        assert held is False and (tmp_path / lock.LOCK_NAME).exists()
+    assert not (tmp_path / lock.LOCK_NAME).exists()
+
+
 def test_failed_run_removes_timings_and_sweeps_temporaries_of_any_executor(tmp_path):
     """Under the folder's lock every temporary file is stale, whatever its process id means on
     this machine (a SLURM job's pid on another node): the run removes them at its start; a run

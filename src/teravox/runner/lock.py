@@ -3,7 +3,8 @@
 ``teravox run`` holds ``<out>/.teravox.lock`` (``flock``) for as long as it runs; the file
 says which process holds it.  The kernel drops the lock when that process dies, however it
 dies, so a lock is never stale.  Linux's NFS client maps ``flock`` onto NFS byte-range
-locks, so two runs on different nodes of a cluster exclude each other too.
+locks, so two runs on different nodes of a cluster exclude each other too; on a filesystem
+without locks (Lustre mounted without ``flock``) the run goes ahead unguarded.
 """
 
 from __future__ import annotations
@@ -24,19 +25,23 @@ LOCK_NAME = ".teravox.lock"
 
 
 @contextlib.contextmanager
-def output_lock(outdir: str | os.PathLike) -> Iterator[Path]:
+def output_lock(outdir: str | os.PathLike) -> Iterator[bool]:
     """Hold the output folder's lock for the block; StageError naming the holder if another
-    run has it."""
+    run has it.  Yields whether the folder is really held (False where locks do not work)."""
     path = Path(outdir) / LOCK_NAME
+    held = True
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             holder = _holder(fd)
             os.close(fd)
             raise StageError(f"{outdir} is in use by another teravox run ({holder}); wait for it to end "
                              "or stop it, or give another --out") from None
+        except OSError:  # no locks on this filesystem (Lustre without -o flock): run unguarded
+            held = False
+            break
         # the holder before us may have removed the file between our open and our lock
         try:
             same = os.stat(path).st_ino == os.fstat(fd).st_ino
@@ -50,7 +55,7 @@ def output_lock(outdir: str | os.PathLike) -> Iterator[Path]:
         os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                  "since": time.strftime("%Y-%m-%d %H:%M:%S"),
                                  "command": " ".join(["teravox", *sys.argv[1:]])[:300]}).encode())
-        yield path
+        yield held
     finally:
         with contextlib.suppress(OSError):
             path.unlink()  # while still holding it: a run waiting on this inode retries

@@ -128,18 +128,19 @@ def run_pipeline(scan: str | Path | None, outdir: str | Path, params: Params, *,
     ``sheet`` (a scan sheet) instead of ``scan`` stitches several offset scans."""
     outdir = Path(outdir).resolve()
     outdir.mkdir(parents=True, exist_ok=True)
-    with output_lock(outdir):
+    with output_lock(outdir) as held:
         try:
             return _run_locked(scan, outdir, params, jobs=jobs, force=force, executor=executor,
                                progress=progress, cpus_per_job=cpus_per_job, time_per_job_s=time_per_job_s,
-                               sheet=sheet, log=log, warn=warn)
+                               sheet=sheet, log=log, warn=warn, held=held)
         finally:
             (outdir / "timings.json").unlink(missing_ok=True)  # the report's input, never a result
 
 
 def _run_locked(scan: str | Path | None, outdir: Path, params: Params, *, jobs: int | None, force: bool,
                 executor: Executor | None, progress: bool, cpus_per_job: int, time_per_job_s: int,
-                sheet: str | None, log: Callable[[str], None], warn: Callable[[str], None]) -> RunSummary:
+                sheet: str | None, log: Callable[[str], None], warn: Callable[[str], None],
+                held: bool = True) -> RunSummary:
     from teravox.progress import bar
     from teravox.stages.plan import make, summary
 
@@ -149,9 +150,10 @@ def _run_locked(scan: str | Path | None, outdir: Path, params: Params, *, jobs: 
     plan_path = outdir / "plan.json"
     planmod.save(plan, plan_path)
     log(summary(plan))
-    # We hold the folder's lock: every temporary file here is left by a run that is over
-    # (a killed job, local or on SLURM), whatever its process id means on this machine.
-    stale = remove_stale(outdir, all_=True)
+    # Holding the folder's lock, every temporary file here is left by a run that is over (a
+    # killed job, local or on SLURM), whatever its process id means on this machine; without
+    # a lock (a filesystem without locks) only those of dead local processes are known to be.
+    stale = remove_stale(outdir, all_=held)
     if stale:
         log(f"removed {len(stale)} temporary file(s) left by an interrupted run")
     if force:

@@ -192,7 +192,7 @@ def _page_overview(fig: Figure, data: ReportData) -> None:
     facts = data.facts
     _header(fig, facts, "Reconstruction at a glance")
     for i, warning in enumerate(facts.warnings[:2]):
-        fig.text(0.05, 0.902 - 0.016 * i, _shorten(f"WARNING: {warning}", 190), fontsize=8, weight="bold",
+        fig.text(0.05, 0.902 - 0.016 * i, _shorten(f"WARNING: {warning}", 160), fontsize=8, weight="bold",
                  color=CUT_COLOURS["xy"], va="baseline")
     xy, xz, yz, edges, vunit = _volume_values(data)   # display-sized, in display units
     vmin, vmax = _limits(xy, xz, yz)

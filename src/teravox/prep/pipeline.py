@@ -77,8 +77,8 @@ class Patched:
         if not self.loud:
             return None
         return (f"{self.fraction:.2%} of each frame was patched on average (flat ≤ dark "
-                f"{self.flat_le_dark}, NaN/Inf {self.nonfinite} pixels over {self.projections} "
-                "projections): check the flats, darks and dead pixels — those regions hold no data")
+                f"{self.flat_le_dark}, NaN/Inf {self.nonfinite}): no data there; check the flats, darks "
+                "and dead pixels")
 
     def to_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)

@@ -1,5 +1,5 @@
 """Checks of what a scan holds, shared by every reader: frame stacks, angles, flat and
-dark fields, virtual-dataset sources, instrument values.
+dark fields, virtual-dataset sources.
 
 Each check raises :class:`~teravox.errors.InputError` naming the file, the dataset and
 what was expected, so a reader (DXchange, NXtomo, and whatever comes next) calls them
@@ -189,10 +189,3 @@ def check_fields(flat: np.ndarray, dark: np.ndarray, file: object, where: str) -
                                       f"pixels checked, {' and '.join(what)}; expected flats brighter "
                                       "than darks (check --flat-path/--dark-path, or --flat-dark false "
                                       "for data already normalised)")
-
-
-# -- instrument values ---------------------------------------------------------------------------
-def check_positive(name: str, value: float | None, source: str) -> None:
-    """An instrument value that must be a positive, finite number (energy, distance, pixel size)."""
-    if value is not None and not (np.isfinite(value) and value > 0):
-        raise InputError(source, None, f"{name} is {value:g}; expected a positive number")

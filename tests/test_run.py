@@ -384,7 +384,7 @@ def test_tooth_real_data(tooth, tmp_path):
 
 def test_run_stitched_three_scans(tmp_path):
     """Three offset scans (motors off by up to ±8 px) stitched and reconstructed by `teravox run`."""
-    from test_stitch import write_stitch_sample
+    from teravox.synth.stitch import write_stitch_sample
 
     sample = write_stitch_sample(tmp_path / "scans", 3, n_cols=64, overlap_px=24, n_rows=8, n_angles=160,
                                  noise=False, seed=3)

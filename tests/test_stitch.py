@@ -2,14 +2,12 @@
 
 The synthetic samples are tiny (64-column scans, 16 rows, 12 angles) with known true
 offsets — sub-pixel in both axes — and motor positions off by up to ±8 px each (so
-neighbours' relative guesses are off by up to 16 px, beyond the ±10 px window).
-:func:`write_stitch_sample` writes one with its scan sheet; the end-to-end ``teravox
-run`` test of a 3-scan sample can use it too.
+neighbours' relative guesses are off by up to 16 px, beyond the ±10 px window):
+:func:`teravox.synth.stitch.write_stitch_sample` writes one with its scan sheet.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
@@ -27,97 +25,11 @@ from teravox.stitch import StitchedSource, StitchParams, blend, check_projection
 from teravox.stitch import align as al
 from teravox.stitch.sheet import read_meta, read_sheet, rows_from_positions
 from teravox.stitch.source import cost_maps, stitched_projection
-from teravox.synth.phantom import Phantom, Shape, default_mu_scale, default_phantom
-from teravox.synth.scan import write_multiscan, write_scan
-
-FLUX = 20000.0
-N_FLATS = 10
+from teravox.synth.scan import write_multiscan
+from teravox.synth.stitch import FLUX, N_FLATS, write_stitch_sample
 
 
 # -- synthetic multi-scan samples ----------------------------------------------------------
-def textured_phantom(n: int, rows: int, seed: int = 0) -> Phantom:
-    """The default phantom for an n-pixel field of view plus small grains everywhere inside the
-    container, so that every overlap between scans has features to align on."""
-    rng = np.random.default_rng([seed, 77])
-    k, u, h = default_mu_scale(n), n / 2.0, rows / 2.0
-    shapes = list(default_phantom(n, rows).shapes)
-    for _ in range(max(8, n * n // 400)):  # ~ as many grains per area whatever n
-        r, phi, a = 0.8 * u * math.sqrt(rng.uniform()), rng.uniform(0, 2 * np.pi), rng.uniform(1.5, 4.0)
-        shapes.append(Shape((r * math.cos(phi), r * math.sin(phi), rng.uniform(-h, h)),
-                            (a, a * rng.uniform(0.6, 1.0), rng.uniform(1.5, 3.0)), rng.uniform(0, np.pi),
-                            rng.choice([-1.0, 1.0]) * rng.uniform(2.0, 4.0) * k))
-    return Phantom(shapes)
-
-
-def _raised(ph: Phantom, dz: float) -> Phantom:
-    """The phantom as a scan shifted down by ``dz`` rows sees it."""
-    return Phantom([Shape((s.center[0], s.center[1], s.center[2] - dz), s.semi_axes, s.angle, s.mu, s.delta)
-                    for s in ph.shapes])
-
-
-def write_stitch_sample(directory: str | Path, n_scans: int, *, overlap_px: int = 24, n_cols: int = 64,
-                        n_rows: int = 16, n_angles: int = 12, theta_range_deg: float = 180.0,
-                        axis: str = "middle", motor_error_px: float = 8.0, dy_px: float = 1.5,
-                        subpixel: bool = True, supersample: int = 4, noise: bool = True, seed: int = 0,
-                        pixel_size_m: float = 1e-6, sheet: str = "csv", shuffle: bool = False,
-                        n_angles_of: dict[int, int] | None = None) -> dict[str, Any]:
-    """Write ``n_scans`` offset scans of one textured object (scan_00.h5 ...) and their sheet.
-
-    True shifts relative to scan 0: dx_i = i·(n_cols − overlap_px) + U(±0.5) and
-    dy_i = U(±dy_px) (integers with ``subpixel=False``).  Motor positions (mm, in the
-    sheet) are dx_i + U(±motor_error_px) pixels plus an arbitrary origin.  ``axis``:
-    rotation axis in the middle of the stitched field, or ``"edge"`` (near its right
-    edge, for 360° scans: the object then reaches nearly to the far edge).  ``supersample`` integrates over each pixel's area, as a
-    detector does.  ``n_angles_of`` gives some scans another number of projections.
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng([seed, 4242])
-    step = n_cols - overlap_px
-    dx = np.array([i * step + (rng.uniform(-0.5, 0.5) if subpixel and i else 0.0) for i in range(n_scans)])
-    dy = np.array([rng.uniform(-dy_px, dy_px) if i else 0.0 for i in range(n_scans)])
-    if not subpixel:
-        dy = np.round(dy)
-    err = rng.uniform(-motor_error_px, motor_error_px, n_scans)
-    wide = int(math.ceil(dx[-1] + n_cols))
-    center = (wide - 1) / 2.0 if axis == "middle" else wide - 1 - overlap_px / 2.0
-    if axis == "edge":  # the object fills the doubled field of view, so the far scans see it too
-        n_object = int(2 * max(center, wide - 1 - center) * 0.97 / 0.83)
-    else:               # the default phantom's margin of air at both edges
-        n_object = int(2 * min(center, wide - 1 - center) + 1)
-    phantom = textured_phantom(n_object, n_rows, seed)
-    files = []
-    for i in range(n_scans):
-        path = directory / f"scan_{i:02d}.h5"
-        write_scan(path, n_cols=n_cols, n_rows=n_rows, n_angles=(n_angles_of or {}).get(i, n_angles),
-                   center=center - dx[i], phantom=_raised(phantom, dy[i]), theta_range_deg=theta_range_deg,
-                   pixel_size_m=pixel_size_m, supersample=supersample, noise=noise, flux=FLUX,
-                   n_flats=N_FLATS, seed=1000 * seed + i, progress=False)
-        files.append(path)
-    pos_mm = 12.5 + (dx + err) * pixel_size_m * 1e3
-    order = list(np.random.default_rng(seed).permutation(n_scans)) if shuffle else list(range(n_scans))
-    rows = [{"file": files[i].name, "position_mm": f"{pos_mm[i]:.7f}"} for i in order]
-    if sheet == "csv":
-        sheet_path = directory / "scans.csv"
-        with open(sheet_path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, ["file", "position_mm"])
-            w.writeheader()
-            w.writerows(rows)
-    else:
-        sheet_path = directory / f"scans.{sheet}"
-        doc = {"scans": [{"file": r["file"], "position_mm": float(r["position_mm"])} for r in rows]}
-        if sheet == "json":
-            sheet_path.write_text(json.dumps(doc))
-        else:
-            import yaml
-
-            sheet_path.write_text(yaml.safe_dump(doc))
-    return {"dir": directory, "files": files, "sheet": sheet_path, "dx": dx, "dy": dy, "motor_error_px": err,
-            "wide": wide, "center": center, "phantom": phantom, "n_rows": n_rows, "n_cols": n_cols,
-            "supersample": supersample,
-            "theta_deg": theta_range_deg * np.arange(n_angles) / n_angles}
-
-
 def make_plan(sheet_path: Path, params: Params | None = None, **stitch: Any) -> dict[str, Any]:
     """The stitching part of a plan, as the lead's plan.py will build it (format, params, workdir,
     scans, stitch, selection, theta)."""
@@ -195,8 +107,10 @@ def test_sheet_formats_agree_and_resolve_paths(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("text, match", [
     ("file,position_mm\n", "lists no scans"),
-    ("file,position_mm,position_px\na.h5,1,2\n", "exactly one of position_mm and position_px"),
-    ("file,position_mm\na.h5,\n", "exactly one of"),
+    ("file,position_mm,position_px\na.h5,1,2\n", "one of position_mm and position_px, not both"),
+    ("file,height_mm,height_px\na.h5,1,2\n", "one of height_mm and height_px, not both"),
+    ("file,position_mm\na.h5,\n", "give its position .* its height"),
+    ("file,height_px\na.h5,low\n", "height_px must be a number"),
     ("file,positon_mm\na.h5,1\n", "unknown column.*positon_mm"),
     ("file,position_mm\na.h5,one\n", "position_mm must be a number"),
     ("file,position_mm\na.h5,1\na.h5,2\n", "listed twice"),
@@ -243,7 +157,8 @@ def test_plan_section_orders_scans_and_converts_positions(tmp_path: Path) -> Non
     np.testing.assert_allclose(guess, truth, atol=1e-3)
     st = plan["stitch"]
     assert st["pixel_size_m"] == pytest.approx(1e-6) and "pixel_size_x" in st["pixel_size_source"]
-    assert st["width"] == round(guess[-1] + 64) - 10 and st["n_cols"] == 64 and st["rows"] == 16
+    assert st["width"] == round(guess[-1] + 64) - 10 and st["rows"] == 16
+    assert [e["shape"][1:] for e in plan["scans"]] == [[16, 64]] * 3 and plan["scans"][1]["guess_dy_px"] == 0.0
     assert st["align_projection"] == 0 and st["check_projection"] == 3   # 180°: the last one
     json.dumps(plan)                                                     # JSON-able as it is
     # a motor that counts the other way round: the scan with the largest position is scan 0
@@ -325,24 +240,64 @@ def test_align_pair_without_overlap_names_the_scan() -> None:
 
 def test_featureless_overlap_keeps_the_motor_position() -> None:
     rng = np.random.default_rng(0)
-    a = 0.8 + 0.01 * rng.standard_normal((16, 64))
-    b = 0.8 + 0.01 * rng.standard_normal((16, 64))
-    res = al.align_scans([a, b], [0.0, 41.7], check=[a.copy(), b.copy()], names=["left.h5", "right.h5"])
+    a = 0.8 + 0.01 * rng.standard_normal((2, 16, 64))
+    b = 0.8 + 0.01 * rng.standard_normal((2, 16, 64))
+    res = al.align_scans([a, b], [0.0, 41.7], names=["left.h5", "right.h5"])
     assert res.scans[1].how == "motor" and res.scans[1].dx == pytest.approx(41.7) and res.scans[1].dy == 0.0
-    assert any("no features along the columns" in w and "right.h5" in w for w in res.warnings)
+    assert res.pairs[0].measurements == []
+    assert any("no overlap pins down its column position" in w and "right.h5" in w for w in res.warnings)
 
 
-def test_other_end_of_the_scan_checks_the_first() -> None:
+def _stacks(shifts: list[float], seed: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Frames of two scans 40 px apart; frame k of the right one sits at ``shifts[k]``."""
+    fields = [_smooth_field((40, 160), seed=seed + k) for k in range(len(shifts))]
+    a = np.stack([f[8:32, 10:74] for f in fields])
+    b = np.stack([ndimage.shift(f, (0, -x), order=3, mode="nearest")[8:32, 10:74]
+                  for f, x in zip(fields, shifts, strict=True)])
+    return a, b
+
+
+def test_moved_projection_is_rejected_as_an_outlier() -> None:
+    """One projection of six sees the right scan 3 px further: its measurement is rejected by
+    name and the fit keeps the other five."""
+    a, b = _stacks([40.0, 40.0, 40.0, 43.0, 40.0, 40.0])
+    res = al.align_scans([a, b], [0, 38.0], names=["l.h5", "r.h5"], projections=[0, 30, 60, 90, 120, 150])
+    pair = res.pairs[0]
+    assert abs(res.scans[1].dx - 40) < 0.02 and abs(res.scans[1].dy) < 0.02
+    assert [m.used[0] for m in pair.measurements] == [True, True, True, False, True, True]
+    assert pair.rejected >= 1 and pair.residual_rms[0] < 0.02
+    assert abs(pair.measurements[3].residual[0] - 3.0) < 0.1
+    assert any(re.search(r"r\.h5 against l\.h5: the dx measured on projection 90 \(\+43\.0\d px\).*rejected", w)
+               for w in res.warnings)
+
+
+def test_all_pairs_are_measured_and_fit_together() -> None:
+    """Three scans that all overlap: the pair (0, 2) is measured too (a loop), but not a pair
+    whose motors leave too little overlap."""
+    wide = _smooth_field((40, 200), seed=9)
+    frames = [np.stack([wide[8:32, 10 + x:74 + x]]) for x in (0, 20, 40)]
+    guesses = [0.0, 22.0, 38.0]
+    assert al.overlapping_pairs([(g, 0.0) for g in guesses], [(24, 64)] * 3) == [(0, 1), (0, 2), (1, 2)]
+    assert al.overlapping_pairs([(0, 0), (22, 0), (44, 0)], [(24, 64)] * 3) == [(0, 1), (1, 2)]
+    res = al.align_scans(frames, guesses)
+    assert [(p.left, p.right) for p in res.pairs] == [(0, 1), (0, 2), (1, 2)]
+    np.testing.assert_allclose([s.dx for s in res.scans], [0, 20, 40], atol=0.02)
+    np.testing.assert_allclose([s.dy for s in res.scans], 0, atol=0.02)
+    assert all(s.sigma[0] < 0.05 for s in res.scans[1:])
+    # the σ of each scan comes from the fit: a weak prior alone would leave the motors' 10 px
+    assert res.scans[2].how == "images"
+
+
+def test_chained_reference_keeps_the_first_projection_on_disagreement() -> None:
+    """The pair-by-pair chain of earlier versions (benchmarks/stitch.py's reference)."""
     wide = _smooth_field((40, 140), seed=4)
     other = _smooth_field((40, 140), seed=5)
-    first = [wide[8:32, 10:74], wide[8:32, 50:114]]              # shift 40
-    agree = [other[8:32, 10:74], other[8:32, 50:114]]            # shift 40
-    moved = [other[8:32, 10:74], other[8:32, 53:117]]            # shift 43: the sample moved
-    ok = al.align_scans(first, [0, 38.0], check=agree)
-    assert ok.warnings == [] and ok.scans[1].check["disagreement_px"][0] < 0.05
-    bad = al.align_scans(first, [0, 38.0], check=moved)
-    assert abs(bad.scans[1].dx - 40) < 0.05                       # the first projection still rules
-    assert any(re.search(r"disagree on dx by 3\.0\d px", w) for w in bad.warnings)
+    first = (wide[8:32, 10:74], wide[8:32, 50:114])              # shift 40
+    moved = (other[8:32, 10:74], other[8:32, 53:117])            # shift 43: the sample moved
+    p, c = al.align_pair(*first, 38.0), al.align_pair(*moved, 38.0)
+    res = al.chain([p], [c], [0.0, 38.0], ["a", "b"])
+    assert abs(res.scans[1].dx - 40) < 0.05
+    assert any(re.search(r"disagree on dx by 3\.0\d px", w) for w in res.warnings)
 
 
 # -- alignment of synthetic multi-scan data -------------------------------------------------------
@@ -358,8 +313,12 @@ def test_found_shifts_match_the_truth(tmp_path: Path, n_scans: int, theta_range:
     ex, ey = found_errors(res, s)
     print(f"{n_scans} scans {theta_range:.0f}°: motor errors {np.round(s['motor_error_px'], 1)}, "
           f"|dx − truth| max {np.abs(ex).max():.3f}, |dy − truth| max {np.abs(ey).max():.3f} px")
-    assert np.abs(ex).max() <= 0.25 and np.abs(ey).max() <= 0.25
-    assert all(sc.how == "both ends" for sc in res.scans[1:])
+    assert np.abs(ex).max() <= 0.1 and np.abs(ey).max() <= 0.1
+    assert all(sc.how == "images" for sc in res.scans[1:])
+    assert all(abs(sc.gain - 1) < 0.01 for sc in res.scans)
+    # the reported uncertainty is honest: the errors are within 4 σ
+    sig = np.array([sc.sigma for sc in res.scans[1:]])
+    assert np.all(np.abs(np.stack([ex, ey], 1)[1:]) < 4 * sig + 0.02)
     # the motors alone would have been off by up to the relative motor errors
     motor = np.array([sc.guess[0] for sc in res.scans]) - s["dx"]
     assert np.abs(motor).max() > 1.0 or relative.max() < 1.0
@@ -379,11 +338,15 @@ def test_synth_write_multiscan_is_aligned(tmp_path: Path) -> None:
 def test_stage_writes_shifts_and_figure(aligned4: tuple[dict, dict], sample4: dict[str, Any]) -> None:
     plan, shifts = aligned4
     assert (sample4["dir"] / "shifts_costs.png").stat().st_size > 1000
-    assert shifts["format"] == 1 and shifts["width"] == plan["stitch"]["width"]
+    assert shifts["format"] == 2 and shifts["width"] == plan["stitch"]["width"]
     assert [s["path"] for s in shifts["scans"]] == [e["path"] for e in plan["scans"]]
     s1 = shifts["scans"][1]
-    assert set(s1) >= {"guess", "dx", "dy", "cost_min", "curvature", "check", "how"}
-    assert len(shifts["pairs"]) == 3 and np.array(shifts["pairs"][0]["cost"]).shape[1] >= 21
+    assert set(s1) >= {"guess", "dx", "dy", "sigma", "gain", "how", "shape"}
+    assert shifts["projections"] == list(range(12))                  # 12 angles: all of them measured
+    assert len(shifts["pairs"]) == 3 and np.array(shifts["pairs"][0]["search"]["cost"]).shape[1] >= 21
+    for p in shifts["pairs"]:
+        assert p["n_measurements"] == 12 and all(m["used"] == [True, True] for m in p["measurements"])
+        assert max(p["residual_rms"]) < 0.2
     found = np.array([[s["dx"], s["dy"]] for s in shifts["scans"]])
     assert np.abs(found[:, 0] - sample4["dx"]).max() < 0.25
     maps = cost_maps(shifts)
@@ -417,7 +380,7 @@ def test_weights_sum_to_one_where_nonzero(seed: int) -> None:
     dx = np.concatenate([[0.0], np.cumsum(rng.uniform(30, 50, 3))])
     shifts = [(x, (rng.uniform(-2, 2) if i else 0.0)) for i, x in enumerate(dx)]
     width = int(dx[-1] + n_cols + rng.integers(-5, 5))          # a little short of, or past, the scans
-    w = blend.weights(shifts, n_rows, n_cols, width)
+    w = blend.weights(shifts, (n_rows, n_cols), width)
     assert w.shape == (4, n_rows, width) and w.dtype == np.float32 and (w >= 0).all()
     total = w.sum(axis=0)
     np.testing.assert_allclose(total, 1.0, atol=2e-6)          # every pixel is covered, exactly once
@@ -426,7 +389,7 @@ def test_weights_sum_to_one_where_nonzero(seed: int) -> None:
     u = np.arange(int(math.ceil(dx[1])) + 1, int(dx[0] + n_cols) - 1)
     np.testing.assert_allclose(np.diff(w[1, r, u]), 1.0 / (dx[0] + n_cols + 1 - dx[1]), atol=1e-5)
     # a subchunk of rows has the same weights as the whole
-    np.testing.assert_array_equal(blend.weights(shifts, n_rows, n_cols, width, slice(3, 7)), w[:, 3:7])
+    np.testing.assert_array_equal(blend.weights(shifts, (n_rows, n_cols), width, slice(3, 7)), w[:, 3:7])
 
 
 def test_sample_places_integer_shifts_exactly() -> None:
@@ -552,3 +515,61 @@ def test_stitch_params_validation() -> None:
         StitchParams.from_params(Params(), {"position_sign": 2})
     with pytest.raises(ParamError, match="unknown stitching"):
         StitchParams.from_params(Params(), {"windw_px": 2})
+
+
+# -- detector shapes, exposures and heights that differ ----------------------------------------
+def _stitched(plan: dict[str, Any], placement: al.Placement, gains: bool = True) -> np.ndarray:
+    shifts = {"scans": [dict(sc.to_dict(), path=e["path"], gain=sc.gain if gains else 1.0)
+                        for sc, e in zip(placement.scans, plan["scans"], strict=True)]}
+    with StitchedSource(plan, shifts, Params()) as src:
+        return src.read_normalized(np.arange(len(plan["theta_deg"])), slice(0, src.n_rows))[0]
+
+
+def test_scans_of_different_detector_shapes(tmp_path: Path) -> None:
+    """The middle scan has a larger detector (20 × 80 px): it is aligned and blended with its own shape."""
+    from teravox.stages import stitch_align
+
+    s = write_stitch_sample(tmp_path, 3, shape_of={1: (20, 80)}, seed=21)
+    plan = make_plan(s["sheet"])
+    assert [e["shape"][1:] for e in plan["scans"]] == [[16, 64], [20, 80], [16, 64]]
+    res = stitch_align.align(plan)
+    ex, ey = found_errors(res, s)
+    assert np.abs(ex).max() < 0.1 and np.abs(ey).max() < 0.1
+    img = _stitched(plan, res)
+    truth = true_projections(s, plan["stitch"]["width"])
+    r0, r1 = int(math.ceil(max(s["dy"]))), 16 + int(math.floor(min(s["dy"])))
+    assert float(np.sqrt(np.mean((img - truth)[:, r0:r1] ** 2))) < _noise_level(s, truth[:, r0:r1])
+
+
+def test_exposure_difference_is_matched(tmp_path: Path) -> None:
+    """Scan 1's projections had 6 % more exposure than its flats: its gain is found and the
+    stitched projection has no step at its seams (without the gain it would)."""
+    from teravox.stages import stitch_align
+
+    s = write_stitch_sample(tmp_path, 3, exposure_of={1: 1.06}, seed=22)
+    plan = make_plan(s["sheet"])
+    res = stitch_align.align(plan)
+    gains = [sc.gain for sc in res.scans]
+    assert abs(gains[1] * 1.06 - 1) < 0.003 and abs(gains[2] - 1) < 0.003
+    assert any("scan_01.h5" in w and "+6.0 %" in w for w in res.warnings)
+    truth = true_projections(s, plan["stitch"]["width"])
+    r0, r1 = int(math.ceil(max(s["dy"]))), 16 + int(math.floor(min(s["dy"])))
+    seams = np.zeros(truth.shape[2], bool)
+    for c in blend.seam_columns([sc.dx for sc in res.scans], 64):
+        seams[int(c) - 3:int(c) + 4] = True
+    step = {g: float(np.mean((_stitched(plan, res, gains=g) - truth)[:, r0:r1][:, :, seams])) for g in (True, False)}
+    assert abs(step[True]) < 0.002 < abs(step[False])
+
+
+def test_heights_guide_the_vertical_search(tmp_path: Path) -> None:
+    """Vertical offsets up to ±9 rows with the sheet's heights (off by up to 1 row): the
+    guesses come from the heights and the 2-D search finds dy to 0.1 px."""
+    from teravox.stages import stitch_align
+
+    s = write_stitch_sample(tmp_path, 3, n_rows=40, dy_px=9.0, heights=True, seed=23)
+    plan = make_plan(s["sheet"])
+    guess_dy = np.array([e["guess_dy_px"] for e in plan["scans"]])
+    assert np.abs(guess_dy - s["dy"]).max() < 2.0 and np.abs(s["dy"]).max() > 3
+    res = stitch_align.align(plan)
+    ex, ey = found_errors(res, s)
+    assert np.abs(ex).max() < 0.1 and np.abs(ey).max() < 0.1

@@ -1,17 +1,20 @@
 """``teravox stitch-align --plan plan.json -o shifts.json``: where each offset scan sits.
 
 Reads the plan's scans (``plan["scans"]``, in position order) and stitching settings
-(``plan["stitch"]``), normalises the first projection of each scan (and the one at the
-other end of the scan, as a check) with the scan's own flats and darks, refines the
-motor positions by the neighbour search of :mod:`teravox.stitch.align`, and writes
-shifts.json (every scan's (dx, dy) relative to scan 0, the searches' cost maps and
-warnings) and a figure of the cost maps (PNG or PDF).  Holds two scans' frames at a time.
+(``plan["stitch"]``).  For every pair of scans that overlap it reads, normalised with each
+scan's own flats and darks, only the columns of the overlap (plus the search's reach) of a
+few projections spread over the scan; the integer search runs on the first and the
+other-end projections, the sub-pixel fit on each of them (:mod:`teravox.stitch.align`).
+All positions are then solved at once.  Writes shifts.json (every scan's (dx, dy) relative
+to scan 0 and its gain, every pair's measurements, residuals and cost map, warnings) and a
+figure of the cost maps and residuals (PNG or PDF).  Holds one pair's strips at a time.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -25,17 +28,25 @@ from teravox.errors import PlanError
 from teravox.io.atomic import atomic_path
 from teravox.stages._common import cli_entry
 from teravox.stitch import StitchParams, blend
-from teravox.stitch.align import Alignment, align_pair, chain
+from teravox.stitch.align import PairFit, Placement, measure_pair, overlapping_pairs, solve
 from teravox.stitch.sheet import open_row
-from teravox.stitch.source import SHIFTS_FORMAT, normalized_frame, plan_row
+from teravox.stitch.source import SHIFTS_FORMAT, normalized_strip, plan_row
+
+
+def _reach(sp: StitchParams) -> int:
+    """Columns read beyond the guessed overlap on each side: the farthest the search may move
+    (the window widened and moved ``max_extend`` times) plus the sub-pixel fit's margin."""
+    return (sp.window_px // 2) * (sp.max_extend + 2) + 8
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="teravox stitch-align",
         description="Find where each of several side-by-side scans sits in the stitched field of view: "
-                    "motor positions refined by a ±10 px search on the first and last (or 180°) projections. Writes "
-                    "shifts.json, which the projection-chunk jobs read.",
+                    "every overlapping pair measured (a ±10 px search around the motor positions on the "
+                    "first and last or 180° projections, then a sub-pixel fit on projections spread over "
+                    "the scan), and all positions solved at once by weighted least squares, outliers "
+                    "rejected. Writes shifts.json, which the projection-chunk jobs read.",
         epilog="example: teravox stitch-align --plan plan.json -o shifts.json")
     p.add_argument("--plan", required=True, help="plan.json of a multi-scan acquisition (teravox plan --scan-sheet)")
     p.add_argument("-o", "--output", default=None,
@@ -48,54 +59,71 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings(plan: dict[str, Any]) -> StitchParams:
     st = plan["stitch"]
-    keys = ("window_px", "position_sign", "min_overlap_px", "max_extend", "min_significance", "tolerance_px")
+    keys = ("window_px", "position_sign", "height_sign", "min_overlap_px", "max_extend", "min_significance",
+            "tolerance_px", "align_projections", "prior_px", "max_z")
     return StitchParams(**{k: st[k] for k in keys if k in st})
 
 
-def align(plan: dict[str, Any]) -> Alignment:
-    """Align the plan's scans, reading two scans' normalised frames at a time."""
+def align_frames(plan: dict[str, Any], count: int) -> tuple[list[int], list[int]]:
+    """The projections measured (``count`` spread evenly over the selected ones, the first
+    and the other-end projection among them) and the positions in that list of those two."""
+    sel = np.asarray(plan["selection"]["proj_indices"], dtype=np.int64)
+    first, other = int(plan["stitch"]["align_projection"]), int(plan["stitch"]["check_projection"])
+    pick = sel[np.unique(np.linspace(0, sel.size - 1, min(count, sel.size)).round().astype(int))]
+    frames = sorted({int(v) for v in pick} | {first, other})
+    return frames, [frames.index(first), frames.index(other)]
+
+
+def align(plan: dict[str, Any]) -> Placement:
+    """Measure every overlapping pair of the plan's scans and solve for all positions."""
     if "scans" not in plan or "stitch" not in plan:
         raise PlanError("the plan has no scans to stitch (make it with `teravox plan --scan-sheet`)")
     params = planmod.params_of(plan)
-    st, entries = plan["stitch"], plan["scans"]
+    entries = plan["scans"]
     sp = settings(plan)
-    first, other = int(st["align_projection"]), int(st["check_projection"])
+    frames, search = align_frames(plan, sp.align_projections)
     names = [e["name"] for e in entries]
-    guesses = [float(e["guess_px"]) for e in entries]
-    kw = dict(window_px=sp.window_px, min_overlap_px=sp.min_overlap_px, max_extend=sp.max_extend,
-              min_significance=sp.min_significance)
-    pairs, checks = [], []
-    prev: tuple[np.ndarray, np.ndarray | None] | None = None
-    for i, entry in enumerate(entries):
-        with open_row(plan_row(entry), params) as scan:
-            if tuple(scan.shape) != tuple(entry["shape"]):
-                raise PlanError(f"{scan.path}: the scan has shape {scan.shape} but the plan was made for "
-                                f"{tuple(entry['shape'])}; make a new plan")
-            cur = (normalized_frame(scan, params, first),
-                   normalized_frame(scan, params, other) if other != first else None)
-        if prev is not None:
-            g = guesses[i] - guesses[i - 1]
-            pair = (names[i - 1], names[i])
-            pairs.append(align_pair(prev[0], cur[0], g, names=pair, **kw))
-            checks.append(None if cur[1] is None or prev[1] is None
-                          else align_pair(prev[1], cur[1], g, names=pair, **kw))
-        prev = cur
-    return chain(pairs, checks, guesses, names, tolerance_px=sp.tolerance_px)
+    guesses = [(float(e["guess_px"]), float(e.get("guess_dy_px", 0.0))) for e in entries]
+    shapes = [(int(e["shape"][1]), int(e["shape"][2])) for e in entries]
+    reach = _reach(sp)
+    fits: list[PairFit] = []
+    for i, j in overlapping_pairs(guesses, shapes, window_px=sp.window_px):
+        gx, gy = guesses[j][0] - guesses[i][0], guesses[j][1] - guesses[i][1]
+        # the left scan's columns from where the right one starts, and the right one's up to where
+        # the left one ends, each widened by the search's reach
+        a_cols = slice(max(0, int(math.floor(gx)) - reach), shapes[i][1])
+        b_cols = slice(0, max(1, min(shapes[j][1], int(math.ceil(shapes[i][1] - gx)) + reach)))
+        strips = []
+        for k, cols in ((i, a_cols), (j, b_cols)):
+            with open_row(plan_row(entries[k]), params) as scan:
+                if tuple(scan.shape) != tuple(entries[k]["shape"]):
+                    raise PlanError(f"{scan.path}: the scan has shape {scan.shape} but the plan was made for "
+                                    f"{tuple(entries[k]['shape'])}; make a new plan")
+                strips.append(normalized_strip(scan, params, frames, cols))
+        fits.append(measure_pair(strips[0], strips[1], i, j, (gx, gy), search_frames=search, projections=frames,
+                                 names=(names[i], names[j]), col_offsets=(a_cols.start, b_cols.start),
+                                 window_px=sp.window_px, min_overlap_px=sp.min_overlap_px,
+                                 max_extend=sp.max_extend, min_significance=sp.min_significance))
+        del strips
+    return solve(fits, guesses, names, prior_px=sp.prior_px, max_z=sp.max_z)
 
 
-def shifts_document(plan: dict[str, Any], alignment: Alignment) -> dict[str, Any]:
-    """shifts.json: the alignment plus what the blending needs to check it matches the plan."""
+def shifts_document(plan: dict[str, Any], placement: Placement) -> dict[str, Any]:
+    """shifts.json: the placement plus what the blending needs to check it matches the plan."""
     st = plan["stitch"]
+    frames, _ = align_frames(plan, settings(plan).align_projections)
     doc = {"format": SHIFTS_FORMAT, "teravox_version": __version__,
            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "units": "pixels; relative to scan 0",
-           "width": st["width"], "rows": st["rows"], "n_cols": st["n_cols"],
+           "width": st["width"], "rows": st["rows"],
            "align_projection": st["align_projection"], "check_projection": st["check_projection"],
-           "window_px": st.get("window_px"), **alignment.to_dict()}
+           "projections": frames, "window_px": st.get("window_px"), **placement.to_dict()}
     for s, entry in zip(doc["scans"], plan["scans"], strict=True):
         s["path"] = entry["path"]
-    dx = [s.dx for s in alignment.scans]
-    doc["seam_columns"] = blend.seam_columns(dx, int(st["n_cols"]))
-    covered = max(x for x in dx) + int(st["n_cols"])
+        s["shape"] = entry["shape"]
+    dx = [s.dx for s in placement.scans]
+    cols = [int(e["shape"][2]) for e in plan["scans"]]
+    doc["seam_columns"] = blend.seam_columns(dx, cols)
+    covered = max(x + c for x, c in zip(dx, cols, strict=True))
     if covered < int(st["width"]) - 0.5:
         doc["warnings"].append(
             f"the scans reach column {covered:.1f} but the plan's stitched width is {st['width']}: the last "
@@ -111,7 +139,7 @@ def write_figure(doc: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pairs = doc["pairs"]
+    pairs = [dict(p["search"], left=p["left"], right=p["right"]) for p in doc["pairs"]]
     n = max(1, len(pairs))
     cols = min(n, 4)
     nrows = int(np.ceil(n / cols))
@@ -127,7 +155,7 @@ def write_figure(doc: dict[str, Any], path: Path) -> None:
                        extent=(x0 - 0.5, x0 + nx - 0.5, y0 + ny - 0.5, y0 - 0.5))
         ax.plot(p["guess"][0], p["guess"][1], "x", color="w", ms=8, mew=2, label="motor")
         ax.plot(p["dx"], p["dy"], "+", color="r", ms=10, mew=2, label="found")
-        ax.set_title(f"{names[p['left']]} | {names[p['right']]}\nfirst projection: dx {p['dx']:+.2f}, "
+        ax.set_title(f"{names[p['left']]} | {names[p['right']]}\ninteger search: dx {p['dx']:+.2f}, "
                      f"dy {p['dy']:+.2f} px", fontsize=8)
         ax.set_xlabel("dx (px)", fontsize=8)
         ax.set_ylabel("dy (px)", fontsize=8)
@@ -164,8 +192,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"teravox stitch-align: warning: {w}", file=sys.stderr)
     if not args.quiet:
         for s in doc["scans"]:
-            print(f"  {s['name']}: dx {s['dx']:+9.2f} px, dy {s['dy']:+6.2f} px "
-                  f"(motor {s['guess'][0]:+9.2f} px; {s['how']})")
+            sx, sy = (v or 0.0 for v in s["sigma"])
+            print(f"  {s['name']}: dx {s['dx']:+9.3f} ± {sx:.3f} px, dy {s['dy']:+7.3f} ± {sy:.3f} px, "
+                  f"gain {s['gain']:.4f} (motor {s['guess'][0]:+9.2f}, {s['guess'][1]:+.2f} px; {s['how']})")
+        for p in doc["pairs"]:
+            rx, ry = (math.nan if v is None else v for v in p["residual_rms"])
+            used = sum(all(m["used"]) for m in p["measurements"])
+            print(f"  {doc['scans'][p['left']]['name']} | {doc['scans'][p['right']]['name']}: "
+                  f"{used}/{p['n_measurements']} projections, residual rms dx {rx:.3f}, dy {ry:.3f} px")
         print(f"wrote {out}" + (f" and {figure}" if figure else ""))
     return 0
 

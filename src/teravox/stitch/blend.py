@@ -1,7 +1,8 @@
 """Blend normalised projections of offset scans into one wide projection (pure functions).
 
 Coordinates: the stitched projection ("canvas") is scan 0's frame — canvas row r and
-column u are scan 0's row r and column u — cut to ``width`` columns.  Scan i, shifted by
+column u are scan 0's row r and column u — cut to ``width`` columns; it has scan 0's rows.
+Scans may differ in detector shape: each has its own (rows, columns).  Scan i, shifted by
 (dx, dy) pixels, has its pixel (row y, column x) at canvas (y + dy, x + dx), so canvas
 (r, u) reads scan i at (r − dy, u − dx), by bilinear interpolation (nearest value beyond
 the image's last pixel).
@@ -47,25 +48,36 @@ def _rows(rows: slice, n_rows: int) -> slice:
     return slice(start, stop)
 
 
-def weights(shifts: Sequence[tuple[float, float]], n_rows: int, n_cols: int, width: int,
-            rows: slice = slice(None)) -> np.ndarray:
+def shapes_of(shapes: tuple[int, int] | Sequence[tuple[int, int]], k: int) -> list[tuple[int, int]]:
+    """Per-scan (rows, columns): one shape shared by all ``k`` scans, or one each."""
+    if len(shapes) == 2 and all(isinstance(v, (int, np.integer)) for v in shapes):
+        return [(int(shapes[0]), int(shapes[1]))] * k  # type: ignore[arg-type]
+    out = [(int(r), int(c)) for r, c in shapes]  # type: ignore[misc]
+    if len(out) != k:
+        raise ValueError(f"{len(out)} detector shapes for {k} scans")
+    return out
+
+
+def weights(shifts: Sequence[tuple[float, float]], shapes: tuple[int, int] | Sequence[tuple[int, int]],
+            width: int, rows: slice = slice(None)) -> np.ndarray:
     """Blending weights (scans, rows, width) float32 of canvas ``rows``, summing to 1 over the
     scans at every pixel.
 
-    ``shifts`` are the scans' (dx, dy) relative to scan 0 (pixels); the scans share one
-    detector shape (n_rows, n_cols).  Canvas rows are scan 0's rows.
+    ``shifts`` are the scans' (dx, dy) relative to scan 0 (pixels); ``shapes`` their detector
+    shapes (rows, columns), one for all or one each.  Canvas rows are scan 0's rows.
     """
-    rows = _rows(rows, n_rows)
     k = len(shifts)
-    wc = np.stack([column_weights(dx, n_cols, width) for dx, _ in shifts])      # (k, W)
+    shp = shapes_of(shapes, k)
+    rows = _rows(rows, shp[0][0])
+    wc = np.stack([column_weights(dx, c, width) for (dx, _), (_, c) in zip(shifts, shp, strict=True)])  # (k, W)
     # Columns no scan reaches (past the last scan when the motors overestimated the
     # width): the scan whose columns are nearest supplies its edge value.
     free = ~np.any(wc > 0, axis=0)
     if free.any():
         u = np.flatnonzero(free).astype(np.float64)
-        dist = np.stack([np.maximum(dx - u, u - (dx + n_cols - 1)) for dx, _ in shifts])
+        dist = np.stack([np.maximum(dx - u, u - (dx + c - 1)) for (dx, _), (_, c) in zip(shifts, shp, strict=True)])
         wc[np.argmin(dist, axis=0), np.flatnonzero(free)] = 1.0
-    wr = np.stack([row_weights(dy, n_rows, rows) for _, dy in shifts])          # (k, R)
+    wr = np.stack([row_weights(dy, r, rows) for (_, dy), (r, _) in zip(shifts, shp, strict=True)])  # (k, R)
     w = wr[:, :, None] * wc[:, None, :]
     total = np.zeros(w.shape[1:], dtype=np.float32)
     for i in range(k):  # in a fixed order, so any block of rows sums exactly as the whole
@@ -142,31 +154,35 @@ def accumulate(out: np.ndarray, block: np.ndarray, origin: tuple[int, int], shif
 
 def stitch(blocks: Sequence[np.ndarray], shifts: Sequence[tuple[float, float]], width: int,
            rows: slice = slice(None), origins: Sequence[tuple[int, int]] | None = None,
-           n_rows: int | None = None) -> np.ndarray:
+           shapes: Sequence[tuple[int, int]] | None = None) -> np.ndarray:
     """The stitched projections (angles, rows, width) float32 of normalised scans.
 
-    ``blocks[i]`` (angles, r, n_cols) holds scan i's rows from ``origins[i][0]`` (default:
-    whole images, rows 0…); ``n_rows`` is the scans' full row count (default: the blocks').
+    ``blocks[i]`` (angles, r, c) holds scan i's rows and columns from ``origins[i]`` (default:
+    whole images); ``shapes`` are the scans' full (rows, columns) (default: the blocks').
     """
-    n_cols = int(blocks[0].shape[2])
     if origins is None:
         origins = [(0, 0)] * len(blocks)
-    n_rows = int(blocks[0].shape[1]) if n_rows is None else int(n_rows)
-    rows = _rows(rows, n_rows)
-    w = weights(shifts, n_rows, n_cols, width, rows)
+    shp = shapes_of(shapes if shapes is not None else [b.shape[1:] for b in blocks], len(blocks))
+    rows = _rows(rows, shp[0][0])
+    w = weights(shifts, shp, width, rows)
     out = np.zeros((blocks[0].shape[0], rows.stop - rows.start, width), dtype=np.float32)
     for i, block in enumerate(blocks):
-        accumulate(out, block, origins[i], shifts[i], n_rows, n_cols, rows, w[i])
+        accumulate(out, block, origins[i], shifts[i], *shp[i], rows, w[i])
     return out
 
 
-def seam_columns(dx: Sequence[float], n_cols: int) -> list[float]:
+def _cols_each(n_cols: int | Sequence[int], k: int) -> list[int]:
+    return [int(n_cols)] * k if np.isscalar(n_cols) else [int(c) for c in n_cols]  # type: ignore[union-attr]
+
+
+def seam_columns(dx: Sequence[float], n_cols: int | Sequence[int]) -> list[float]:
     """Canvas column (pixels) where each pair of neighbours weighs equally: the middle of
-    their overlap."""
-    return [(dx[i - 1] + dx[i] + n_cols - 1) / 2.0 for i in range(1, len(dx))]
+    their overlap.  ``n_cols``: the scans' widths, one for all or one each."""
+    cols = _cols_each(n_cols, len(dx))
+    return [(dx[i - 1] + dx[i] + cols[i - 1] - 1) / 2.0 for i in range(1, len(dx))]
 
 
-def overlap_columns(dx: Sequence[float], n_cols: int, width: int) -> np.ndarray:
+def overlap_columns(dx: Sequence[float], n_cols: int | Sequence[int], width: int) -> np.ndarray:
     """Boolean (width,): canvas columns that two or more scans cover."""
-    wc = np.stack([column_weights(x, n_cols, width) for x in dx])
+    wc = np.stack([column_weights(x, c, width) for x, c in zip(dx, _cols_each(n_cols, len(dx)), strict=True)])
     return np.count_nonzero(wc > 0, axis=0) >= 2

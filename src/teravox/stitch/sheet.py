@@ -1,14 +1,21 @@
-"""The scan sheet: which offset scans make one wide field of view, and where each one sits.
+"""The scan sheet: which offset scans make one field of view, and where each one sits.
 
 A sheet is a CSV, JSON or YAML file with one row per scan::
 
-    file,position_mm,flat_file,dark_file
-    scan_00.h5,0.000,,
-    scan_01.h5,0.040,,
+    file,position_mm,height_mm,flat_file,dark_file
+    scan_00.h5,0.000,0.0,,
+    scan_01.h5,0.040,0.0,,
 
-Columns: ``file`` (required), exactly one of ``position_mm`` / ``position_px`` per row
-(the stage motor's lateral position of the scan's column 0), optional ``flat_file`` and
-``dark_file`` (flats/darks in a separate file), and free ``name``/``comment`` columns.
+Columns: ``file`` (required); at most one of ``position_mm`` / ``position_px`` (the stage
+motor's lateral position of the scan's column 0) and at most one of ``height_mm`` /
+``height_px`` (its vertical position: where the scan's row 0 sits in the tall field of view,
+rows counting downwards, so raising the sample by one row adds one) — a row gives a
+position, a height or both (a missing one is 0); optional ``flat_file`` and ``dark_file``
+(flats/darks in a separate file), and free ``name``/``comment`` columns.
+
+Scans whose heights lie within half a detector's height of each other form one *level*
+(:func:`split_levels`): side by side, stitched as projections; several levels are a
+vertical stack, reconstructed level by level and joined along z.
 Relative paths are resolved against the sheet's directory.  JSON/YAML hold a list of
 such rows, or a mapping ``{"scans": [...], "pixel_size_m": ...}``.  Repeated scans on
 the command line with ``--positions`` make the same rows (:func:`rows_from_positions`).
@@ -31,7 +38,7 @@ import numpy as np
 
 from teravox.errors import InputError, ParamError, PlanError
 
-COLUMNS = ("file", "position_mm", "position_px", "flat_file", "dark_file")
+COLUMNS = ("file", "position_mm", "position_px", "height_mm", "height_px", "flat_file", "dark_file")
 FREE_COLUMNS = ("name", "comment")
 #: angles of two scans agree when they differ by less than this fraction of the angular step
 ANGLE_TOLERANCE_STEPS = 0.05
@@ -50,6 +57,8 @@ class SheetRow:
     dark_file: Path | None = None
     line: int | None = None          # row number in the sheet (1 = first data row), for messages
     sheet: Path | None = None
+    height: float = 0.0              # vertical position of the scan's row 0 (rows count downwards)
+    height_unit: Literal["mm", "px"] = "px"
 
     @property
     def label(self) -> str:
@@ -65,6 +74,15 @@ class SheetRow:
             raise PlanError(f"{self.label}: position_mm needs the pixel size to convert to pixels; "
                             f"none in the file's metadata: give --pixel-size-m (or position_px in the sheet)")
         return float(self.position) * 1e-3 / float(pixel_size_m)
+
+    def height_px(self, pixel_size_m: float | None) -> float:
+        """The height in detector rows (mm converted with ``pixel_size_m``, metres)."""
+        if self.height_unit == "px":
+            return float(self.height)
+        if pixel_size_m is None or not pixel_size_m > 0:
+            raise PlanError(f"{self.label}: height_mm needs the pixel size to convert to rows; "
+                            f"none in the file's metadata: give --pixel-size-m (or height_px in the sheet)")
+        return float(self.height) * 1e-3 / float(pixel_size_m)
 
 
 @dataclass(frozen=True)
@@ -166,17 +184,25 @@ def _row(p: Path, line: int, rec: dict[str, Any], base: Path) -> SheetRow:
     if file is None:
         raise InputError(p, None, f"row {line}: no 'file' (every row names its scan file)")
     mm, px = given("position_mm"), given("position_px")
-    if (mm is None) == (px is None):
-        raise InputError(p, None, f"row {line} ({file}): give exactly one of position_mm and position_px")
+    hmm, hpx = given("height_mm"), given("height_px")
+    if mm is not None and px is not None:
+        raise InputError(p, None, f"row {line} ({file}): give one of position_mm and position_px, not both")
+    if hmm is not None and hpx is not None:
+        raise InputError(p, None, f"row {line} ({file}): give one of height_mm and height_px, not both")
+    if mm is None and px is None and hmm is None and hpx is None:
+        raise InputError(p, None, f"row {line} ({file}): give its position (position_mm or position_px), "
+                                  f"its height (height_mm or height_px), or both")
     unit: Literal["mm", "px"] = "mm" if mm is not None else "px"
-    position = _number(p, line, f"position_{unit}", mm if mm is not None else px)
+    position = 0.0 if mm is None and px is None else _number(p, line, f"position_{unit}", mm if mm is not None else px)
+    hunit: Literal["mm", "px"] = "mm" if hmm is not None else "px"
+    height = 0.0 if hmm is None and hpx is None else _number(p, line, f"height_{hunit}", hmm if hmm is not None else hpx)
 
     def resolve(v: Any) -> Path | None:
         return None if v is None else (base / Path(str(v)).expanduser()).resolve()
 
     return SheetRow(file=resolve(file), position=position, unit=unit,  # type: ignore[arg-type]
                     flat_file=resolve(given("flat_file")), dark_file=resolve(given("dark_file")),
-                    line=line, sheet=p.resolve())
+                    line=line, sheet=p.resolve(), height=height, height_unit=hunit)
 
 
 def _check_unique(rows: Sequence[SheetRow]) -> None:
@@ -290,17 +316,14 @@ def read_meta(rows: Sequence[SheetRow], params: Any) -> list[ScanMeta]:
 
 
 def check_meta(rows: Sequence[SheetRow], metas: Sequence[ScanMeta]) -> None:
-    """PlanError naming the scans whose detector shape or angles differ from the first scan's."""
+    """PlanError naming the scans whose projections or angles differ from the first scan's.
+
+    Detector shapes may differ: each scan is placed with its own rows and columns."""
     if len(rows) != len(metas):
         raise PlanError(f"{len(rows)} sheet rows but metadata of {len(metas)} scans")
     if len(rows) < 2:
         raise PlanError(f"stitching needs at least two scans, the sheet lists {len(rows)}")
     ref, ref_row = metas[0], rows[0]
-    shape_bad = [f"{r.label} is {m.shape[1]} × {m.shape[2]}" for r, m in zip(rows, metas, strict=True)
-                 if m.shape[1:] != ref.shape[1:]]
-    if shape_bad:
-        raise PlanError(f"the scans do not share one detector shape (rows × columns): {ref_row.label} "
-                        f"is {ref.shape[1]} × {ref.shape[2]}, but " + "; ".join(shape_bad))
     count_bad = [f"{r.label} has {m.shape[0]}" for r, m in zip(rows, metas, strict=True)
                  if m.shape[0] != ref.shape[0]]
     if count_bad:
@@ -319,6 +342,82 @@ def check_meta(rows: Sequence[SheetRow], metas: Sequence[ScanMeta]) -> None:
     if angle_bad:
         raise PlanError(f"the scans must have the same angles to be stitched (tolerance {tol:.3g}°): "
                         + "; ".join(angle_bad))
+
+
+# -- vertical stacks ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Level:
+    """The scans at one height of a vertical stack (one scan, or several side by side)."""
+
+    index: int                       # 0: the top of the stack
+    rows: list[SheetRow]             # in the sheet's order
+    metas: list[ScanMeta]
+    height_px: float                 # of the reference scan (the first in lateral order): its row 0
+    reference: int                   # index into rows of that scan
+
+    @property
+    def label(self) -> str:
+        names = ", ".join(r.file.name for r in self.rows)
+        return f"level {self.index} ({names}; height {self.height_px:.1f} px)"
+
+
+def split_levels(rows: Sequence[SheetRow], metas: Sequence[ScanMeta], pixel_size_m: float | None, *,
+                 position_sign: int = 1, height_sign: int = 1) -> list[Level]:
+    """Group the sheet's scans by height, top first: a scan starts a new level when its height is
+    more than half a detector's rows below the previous scan's (in height order)."""
+    h = np.array([height_sign * r.height_px(pixel_size_m) if r.height else 0.0 for r in rows])
+    order = np.argsort(h, kind="stable")
+    groups: list[list[int]] = [[int(order[0])]]
+    for a, b in zip(order[:-1], order[1:], strict=True):
+        gap = h[b] - h[a]
+        if gap > 0.5 * min(metas[a].shape[1], metas[b].shape[1]):
+            groups.append([])
+        groups[-1].append(int(b))
+    levels = []
+    for k, idx in enumerate(groups):
+        idx = sorted(idx)  # the sheet's order within a level
+        pos = [position_sign * rows[i].position_px(pixel_size_m) if rows[i].position else 0.0 for i in idx]
+        ref = int(np.argmin(pos))
+        levels.append(Level(k, [rows[i] for i in idx], [metas[i] for i in idx], float(h[idx[ref]]), ref))
+    return levels
+
+
+def check_levels(levels: Sequence[Level], pixel_size_m: float | None, *, window_px: int,
+                 position_sign: int = 1, min_overlap_rows: int = 4) -> None:
+    """PlanError naming the scans when a vertical stack cannot be joined: neighbouring levels
+    that do not overlap by ``min_overlap_rows`` even half a window closer, or levels whose
+    scans are not laid out side by side the same way (their count, or their lateral
+    positions relative to the level's first scan beyond half a window)."""
+    half = window_px // 2
+    for up, down in zip(levels[:-1], levels[1:], strict=True):
+        top, low = up.rows[up.reference], down.rows[down.reference]
+        n_rows = up.metas[up.reference].shape[1]
+        step = down.height_px - up.height_px
+        if n_rows - step + half < min_overlap_rows:
+            raise PlanError(
+                f"{low.label} (height {down.height_px:.1f} px) is {step:.1f} rows below {top.label} (height "
+                f"{up.height_px:.1f} px), whose images are {n_rows} rows high: even {half} rows closer they would "
+                f"share fewer than {min_overlap_rows} rows, so the levels cannot be joined; check the heights, "
+                f"their unit (mm or px) and the pixel size")
+
+    def layout(lv: Level) -> list[tuple[float, SheetRow]]:
+        pos = [(position_sign * r.position_px(pixel_size_m) if r.position else 0.0, r) for r in lv.rows]
+        ref = pos[lv.reference][0]
+        return sorted(((p - ref, r) for p, r in pos), key=lambda t: t[0])
+
+    first = layout(levels[0])
+    for lv in levels[1:]:
+        other = layout(lv)
+        if len(other) != len(first):
+            raise PlanError(
+                f"the levels of the vertical stack must have the same scans side by side: {levels[0].label} "
+                f"has {len(first)} scan(s) but {lv.label} has {len(other)}")
+        for (p0, r0), (p1, r1) in zip(first, other, strict=True):
+            if abs(p1 - p0) > half:
+                raise PlanError(
+                    f"the levels of the vertical stack are laid out differently: {r1.label} sits {p1:+.1f} px "
+                    f"from its level's first scan, but {r0.label}, its counterpart one level up, sits {p0:+.1f} px "
+                    f"from its own (more than ±{half} px apart); check the positions")
 
 
 def resolve_pixel_size(rows: Sequence[SheetRow], metas: Sequence[ScanMeta], given: float | None,

@@ -3,8 +3,9 @@
 :class:`StitchedSource` stands in for "read one scan and normalise it" in the
 projection-chunk job: for the requested projections and canvas rows it reads from
 each scan only the rows (and columns) the blend needs, normalises them with that
-scan's own flats and darks (:func:`teravox.prep.pipeline.normalize_block`), and blends
-them (:mod:`teravox.stitch.blend`).  The rest of pass 1 then runs on the full-width
+scan's own flats and darks (:func:`teravox.prep.pipeline.normalize_block`), multiplies
+them by the scan's gain from the alignment (exposure differences), and blends them
+(:mod:`teravox.stitch.blend`).  The rest of pass 1 then runs on the full-width
 result (:func:`teravox.prep.pipeline.correct_normalized`).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from teravox.prep.pipeline import Counts, read_normalized
 from teravox.stitch import blend
 from teravox.stitch.sheet import SheetRow, open_row
 
-SHIFTS_FORMAT = 1
+SHIFTS_FORMAT = 2  # 2: the global fit (per-pair measurements, gains, per-scan shapes)
 
 
 def load_shifts(path: str | os.PathLike) -> dict[str, Any]:
@@ -54,16 +56,19 @@ def plan_row(entry: dict[str, Any]) -> SheetRow:
     return SheetRow(file=Path(entry["path"]), position=float(entry["position_px"]), unit="px", **side)
 
 
-def normalized_frame(scan: Any, params: Any, index: int, row_block: int = 256) -> np.ndarray:
-    """One flat/dark-normalised projection (rows, cols) float32, flats read ``row_block`` rows
-    at a time so that many flats of a large detector never sit in memory at once."""
-    out = np.empty((scan.n_rows, scan.n_cols), dtype=np.float32)
-    idx = np.asarray([index], dtype=np.int64)
+def normalized_strip(scan: Any, params: Any, indices: Sequence[int], cols: slice = slice(None),
+                     row_block: int = 256) -> np.ndarray:
+    """Flat/dark-normalised projections ``indices`` over columns ``cols``, all rows: (n, rows,
+    cols) float32; flats read ``row_block`` rows at a time, so that many flats of a large
+    detector never sit in memory at once.  With i0=monitor each scan is put on its monitor's
+    scale, so neighbours compare alike."""
+    idx = np.asarray(indices, dtype=np.int64)
+    c0, c1, _ = cols.indices(scan.n_cols)
+    out = np.empty((idx.size, scan.n_rows, c1 - c0), dtype=np.float32)
     for r0 in range(0, scan.n_rows, row_block):
         r1 = min(scan.n_rows, r0 + row_block)
-        # with i0=monitor each scan is put on its monitor's scale, so neighbours compare alike
-        block, _ = read_normalized(scan, params, idx, slice(r0, r1))
-        out[r0:r1] = block[0]
+        block, _ = read_normalized(scan, params, idx, slice(r0, r1), slice(c0, c1))
+        out[:, r0:r1] = block
     return out
 
 
@@ -87,9 +92,10 @@ class StitchedSource:
         st = plan["stitch"]
         self.params = params
         self.width = int(st["width"])
-        self.n_rows = int(st["rows"])
-        self.n_cols = int(st["n_cols"])
+        self.shapes = [(int(e["shape"][1]), int(e["shape"][2])) for e in plan["scans"]]
+        self.n_rows = self.shapes[0][0]
         self.shifts: list[tuple[float, float]] = [(float(s["dx"]), float(s["dy"])) for s in shifts["scans"]]
+        self.gains = [float(s.get("gain", 1.0)) for s in shifts["scans"]]
         self.names = [Path(s["path"]).name for s in plan["scans"]]
         self.i0_applied = params.i0 == "monitor"
         self._scans: list[Any] = []
@@ -120,11 +126,11 @@ class StitchedSource:
 
     @property
     def seam_columns(self) -> list[float]:
-        return blend.seam_columns([dx for dx, _ in self.shifts], self.n_cols)
+        return blend.seam_columns([dx for dx, _ in self.shifts], [c for _, c in self.shapes])
 
     def weights(self, rows: slice = slice(None)) -> np.ndarray:
         """Blending weights (scans, rows, width) of canvas ``rows`` (see :func:`blend.weights`)."""
-        return blend.weights(self.shifts, self.n_rows, self.n_cols, self.width, rows)
+        return blend.weights(self.shifts, self.shapes, self.width, rows)
 
     def read_normalized(self, indices: np.ndarray, rows: slice) -> tuple[np.ndarray, Counts]:
         """Stitched, flat/dark-normalised projections ``indices`` (ascending, the same in every
@@ -141,11 +147,14 @@ class StitchedSource:
             if cols is None:
                 continue
             dx, dy = self.shifts[i]
-            rsl = blend.source_rows(dy, self.n_rows, rows)
-            csl = blend.source_cols(dx, self.n_cols, cols)
+            n_rows, n_cols = self.shapes[i]
+            rsl = blend.source_rows(dy, n_rows, rows)
+            csl = blend.source_cols(dx, n_cols, cols)
             block, c = read_normalized(scan, self.params, indices, rsl, csl, i0_reference=self._i0_ref[i])
             counts.add(c)
-            blend.accumulate(out, block, (rsl.start, csl.start), (dx, dy), self.n_rows, self.n_cols, rows, w[i])
+            if self.gains[i] != 1.0:
+                block *= np.float32(self.gains[i])
+            blend.accumulate(out, block, (rsl.start, csl.start), (dx, dy), n_rows, n_cols, rows, w[i])
             del block
         return out, counts
 
@@ -164,14 +173,15 @@ def stitched_projection(plan: dict[str, Any], shifts: dict[str, Any] | str | os.
 
 
 def cost_maps(shifts: dict[str, Any] | str | os.PathLike) -> dict[str, np.ndarray]:
-    """For the report: each neighbour pair's alignment cost map (rows: Δy, columns: Δx, centred
-    on the searched window's middle), keyed "left | right"."""
+    """For the report: each measured pair's alignment cost map of the integer search (rows: Δy,
+    columns: Δx, centred on the searched window's middle), keyed "left | right"."""
     if not isinstance(shifts, dict):
         shifts = load_shifts(shifts)
     names = [s["name"] for s in shifts["scans"]]
     out = {}
     for p in shifts["pairs"]:
-        cost = np.array([[np.nan if v is None else v for v in row] for row in p["cost"]], dtype=np.float64)
+        cost = np.array([[np.nan if v is None else v for v in row] for row in p["search"]["cost"]],
+                        dtype=np.float64)
         out[f"{names[p['left']]} | {names[p['right']]}"] = cost
     return out
 

@@ -111,6 +111,7 @@ class _Config:
     n_darks: int
     flats_after: bool
     noise: bool
+    exposure: float
     drift: bool
     zingers: bool
     stripes: bool
@@ -174,14 +175,14 @@ def _beam(cfg: _Config) -> np.ndarray:
     """Relative beam intensity per projection: top-up saw-tooth plus a slow wander (drift only)."""
     t = np.arange(cfg.n_angles, dtype=np.float64)
     if not cfg.drift:
-        return np.ones_like(t)
+        return np.full_like(t, cfg.exposure)
     rng = _rng(cfg.seed, _S_BEAM)
     period = max(8.0, cfg.n_angles / 4.7)            # projections between top-ups
     phase, wander = rng.uniform(0.0, 1.0), rng.uniform(0.0, 2 * np.pi)
     # The ring current decays ~3 % and is topped up (a jump back); the optics add a
     # slow ±0.5 % wander, which a beam monitor sees too.
     saw = 1.0 - 0.03 * np.mod(t / period + phase, 1.0)
-    return saw * (1.0 + 0.005 * np.sin(2 * np.pi * t / max(cfg.n_angles, 1) * 1.3 + wander))
+    return cfg.exposure * saw * (1.0 + 0.005 * np.sin(2 * np.pi * t / max(cfg.n_angles, 1) * 1.3 + wander))
 
 
 def _stripes(cfg: _Config) -> tuple[np.ndarray, np.ndarray]:
@@ -479,7 +480,7 @@ def _truth(cfg: _Config, frames: _Frames) -> dict[str, Any]:
         "volume_n": cfg.volume_n, "half_acquisition": cfg.half_acquisition, "side": cfg.side,
         "overlap_px": cfg.overlap_px, "supersample": cfg.supersample, "dtype": cfg.dtype,
         "flux": cfg.flux, "dark_offset": cfg.dark_offset, "read_noise": _READ_NOISE if cfg.noise else 0.0,
-        "flat_profile": cfg.flat_profile, "noise": cfg.noise, "drift": cfg.drift,
+        "flat_profile": cfg.flat_profile, "noise": cfg.noise, "exposure": cfg.exposure, "drift": cfg.drift,
         "zingers": cfg.zingers, "stripes": cfg.stripes, "propagation": cfg.propagation,
         "energy_kev": cfg.energy_kev, "distance_m": cfg.distance_m, "pixel_size_m": cfg.pixel_size_m,
         "delta_beta": cfg.delta_beta, "layout": cfg.layout, "format": cfg.format, "seed": cfg.seed,
@@ -569,7 +570,7 @@ def write_scan(
     dtype: str = "uint16", flux: float = 20000.0, dark_offset: float = 100.0,
     flat_profile: bool = True, n_flats: int = 10, n_darks: int = 10, flats_after: bool = False,
     noise: bool = True, drift: bool = False, zingers: bool = False, stripes: bool = False,
-    propagation: bool = False, energy_kev: float = 20.0, distance_m: float | None = None,
+    exposure: float = 1.0, propagation: bool = False, energy_kev: float = 20.0, distance_m: float | None = None,
     pixel_size_m: float = 1e-6, delta_beta: float | None = None,
     layout: str = "dxchange", format: str = "dxchange",
     seed: int = 0, progress: bool = True,
@@ -585,7 +586,9 @@ def write_scan(
     ``(n_cols − 1)/2``).  ``theta_range_deg`` is 180 (360 with half acquisition).
     ``half_acquisition=True`` puts the axis ``overlap_px/2`` from the ``side`` edge of
     a 360° scan and sizes the phantom for the doubled field of view.  ``flux`` is the
-    flat-field count (photons/pixel) at the brightest pixel; ``dark_offset`` counts.
+    flat-field count (photons/pixel) at the brightest pixel; ``dark_offset`` counts;
+    ``exposure`` scales the projections' beam relative to the flats' (a longer exposure or a
+    stronger beam than when the flats were taken; part of ``/truth/beam``).
     ``propagation=True`` simulates Fresnel propagation over ``distance_m`` at
     ``energy_kev`` with pixels of ``pixel_size_m``; ``delta_beta`` sets every shape's
     δ = delta_beta·β (default: the phantom's own δ, or 1000 when it has none).
@@ -602,6 +605,8 @@ def write_scan(
         raise ParamError(f"format must be 'dxchange' or 'nxtomo', got {format!r}")
     if format == "nxtomo" and layout != "dxchange":
         raise ParamError("layout='danmax' applies to DXchange files, not to format='nxtomo'")
+    if not exposure > 0:
+        raise ParamError(f"exposure must be > 0, got {exposure}")
     if not (flux > 0 and dark_offset >= 0):
         raise ParamError(f"flux must be > 0 and dark_offset >= 0 counts, got {flux}, {dark_offset}")
     if dtype == "uint16" and dark_offset + 1.7 * flux > 65535:
@@ -667,7 +672,8 @@ def write_scan(
         phantom=phantom, phantom_n=phantom_n, volume_n=volume_n, mu_scale=mu_scale,
         supersample=int(supersample), dtype=dtype, flux=float(flux), dark_offset=float(dark_offset),
         flat_profile=bool(flat_profile), n_flats=int(n_flats), n_darks=int(n_darks),
-        flats_after=bool(flats_after), noise=bool(noise), drift=bool(drift), zingers=bool(zingers),
+        flats_after=bool(flats_after), noise=bool(noise), exposure=float(exposure), drift=bool(drift),
+        zingers=bool(zingers),
         stripes=bool(stripes), propagation=bool(propagation), energy_kev=float(energy_kev),
         distance_m=distance_m, pixel_size_m=float(pixel_size_m), delta_beta=delta_beta,
         layout=layout, format=format, seed=int(seed), progress=bool(progress),

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("collect", "join the projection chunks into a virtual projections.h5"),
     "reconstruct": ("reconstruct", "pass 2: reconstruct one sinogram chunk (recon_<j>.h5)"),
     "merge": ("merge", "join the reconstructed chunks into <scan>_recon.h5"),
+    "z-stitch": ("z_stitch", "join the levels of a vertical stack into one volume"),
     "report": ("report", "write the PDF report of a reconstruction"),
     "cleanup": ("cleanup", "remove intermediates once the volume and report exist"),
     "params": ("params", "list every parameter, or check a parameter / .tori file"),

@@ -2,7 +2,8 @@
 
 The local runner executes it and the Nextflow workflow (``main.nf``) wires the same
 stages and edges; ``tests/test_nextflow.py`` compares the two.  An edge A → B means
-B reads a file that A writes.
+B reads a file that A writes.  A vertical stack runs the stages from plan to cleanup once
+per level (each level's plan written by the stack's plan), then ``z-stitch`` once.
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ class Stage:
     label: str                # Nextflow resource label (conf/base.config)
     needs: tuple[str, ...]    # stages whose outputs this one reads
     fanout: str | None = None  # "proj_chunks" / "sino_chunks": one job per chunk of the plan
-    optional: bool = False    # only for some scans (stitch-align: multi-scan acquisitions)
+    only: str | None = None   # "lateral": scans side by side (stitch-align); "vertical": a stack (z-stitch)
     outputs: tuple[str, ...] = ()
+
+    @property
+    def optional(self) -> bool:
+        return self.only is not None
 
     @property
     def command(self) -> str:
@@ -28,7 +33,7 @@ class Stage:
 
 STAGES: tuple[Stage, ...] = (
     Stage("plan", "PLAN", "process_plan", (), outputs=("plan.json",)),
-    Stage("stitch-align", "STITCH_ALIGN", "process_plan", ("plan",), optional=True,
+    Stage("stitch-align", "STITCH_ALIGN", "process_plan", ("plan",), only="lateral",
           outputs=("shifts.json",)),
     Stage("preprocess", "PREPROCESS", "process_preprocess", ("plan", "stitch-align"),
           fanout="proj_chunks", outputs=("proj_<k>.h5",)),
@@ -41,6 +46,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("report", "REPORT", "process_report", ("plan", "stitch-align", "collect", "merge"),
           outputs=("<scan>_report.pdf",)),
     Stage("cleanup", "CLEANUP", "process_cleanup", ("plan", "merge", "report")),
+    Stage("z-stitch", "Z_STITCH", "process_merge", ("plan", "merge"), only="vertical",
+          outputs=("<stack>_recon.h5", "<stack>_report.pdf", "zstitch.json")),
 )
 
 BY_NAME = {s.name: s for s in STAGES}
@@ -52,6 +59,7 @@ def edges(include_optional: bool = True) -> set[tuple[str, str]]:
     return {(n, s.name) for s in STAGES if s.name in keep for n in s.needs if n in keep}
 
 
-def order(include_optional: bool = True) -> list[Stage]:
-    """Stages in an order where every stage follows what it needs."""
-    return [s for s in STAGES if include_optional or not s.optional]
+def order(kinds: tuple[str, ...] = ("lateral", "vertical")) -> list[Stage]:
+    """Stages in an order where every stage follows what it needs: those that always run and
+    the optional ones of ``kinds``."""
+    return [s for s in STAGES if s.only is None or s.only in kinds]

@@ -4,8 +4,11 @@ Page 1 is the at-a-glance page: title (scan name, date), the three orthogonal sl
 of the volume large with colour bars, the histogram of the volume and the key facts.
 Page 2 shows the raw against the corrected projection and sinogram and the full facts:
 every correction with its parameters, timings per stage, software versions.  Further
-pages appear only when needed: facts that did not fit, and the stitching figures
-(stitched projection with its seams, alignment cost maps) of a multi-scan acquisition.
+pages appear only when needed: facts that did not fit, and the stitching figures of a
+multi-scan acquisition (stitched projection with its seams, alignment cost maps, the
+placement solution with every pair's residuals).  A vertical stack gets its own report
+(:func:`write_stack_report`): the joined volume cut along z with its seams, and the seams'
+offsets, correlations and intensity matches.
 
 Everything is drawn with one grey colour map and robust contrast limits (percentiles),
 in physical units when the pixel size is known (µm / mm on axes and scale bars,
@@ -117,6 +120,7 @@ class ReportData:
     stitched_projection: np.ndarray | None = None  # multi-scan: the stitched projection
     seam_columns: list[float] = field(default_factory=list)  # where scans meet, columns
     alignment_costs: dict[str, np.ndarray] = field(default_factory=dict)  # pair → cost map
+    placement: dict[str, Any] | None = None  # multi-scan: shifts.json (scans, pairs with residuals)
 
 
 def orthogonal_slices(volume: Any, step: int = 1,
@@ -133,13 +137,19 @@ def orthogonal_slices(volume: Any, step: int = 1,
 
 def write_report(data: ReportData, path: str | os.PathLike) -> None:
     """Write the report PDF to ``path`` atomically (a temporary name, then a rename)."""
+    if data.facts.date is None:   # one date on every page, and the caller's facts untouched
+        data = dataclasses.replace(data, facts=_dated(data.facts))
+    _write_pdf(path, data.facts, _pages(data), f"teravox reconstruction report: {_scan_name(data.facts)}")
+
+
+def _dated(facts: ReportFacts) -> ReportFacts:
+    return dataclasses.replace(facts, date=facts.date or _dt.datetime.now().strftime("%Y-%m-%d %H:%M"))
+
+
+def _write_pdf(path: str | os.PathLike, facts: ReportFacts, pages: list[Any], title: str) -> None:
+    """Draw ``pages`` (one function of a Figure each) into a PDF at ``path``, atomically."""
     path = Path(path)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    if data.facts.date is None:   # one date on every page, and the caller's facts untouched
-        now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-        data = dataclasses.replace(data, facts=dataclasses.replace(data.facts, date=now))
-    facts = data.facts
-    title = f"teravox reconstruction report: {_scan_name(facts)}"
     pdf_meta = {"Title": title, "Author": "teravox", "Subject": facts.input_file,
                 "Creator": f"teravox {facts.versions.get('teravox', '')}".strip()}
     try:
@@ -147,7 +157,6 @@ def write_report(data: ReportData, path: str | os.PathLike) -> None:
         with matplotlib.rc_context({"pdf.fonttype": 42, "font.size": 8,
                                     "axes.titlesize": 9, "axes.labelsize": 8}):
             with PdfPages(tmp, metadata=pdf_meta) as pdf:
-                pages = _pages(data)
                 for number, draw in enumerate(pages, start=1):
                     fig = Figure(figsize=A4_LANDSCAPE)
                     draw(fig)
@@ -185,6 +194,8 @@ def _pages(data: ReportData) -> list[Any]:
         pages.append(lambda fig, more=more: _page_text(fig, data.facts, more))
     if data.stitched_projection is not None or data.alignment_costs:
         pages.append(lambda fig: _page_stitching(fig, data))
+    if data.placement:
+        pages.append(lambda fig: _page_placement(fig, data.facts, data.placement))
     return pages
 
 
@@ -334,6 +345,175 @@ def _page_stitching(fig: Figure, data: ReportData) -> None:
         if len(costs) > len(shown):
             fig.text(0.95, 0.03, f"… and {len(costs) - len(shown)} more alignment cost maps",
                      ha="right", fontsize=7, color="0.35")
+
+
+def _page_placement(fig: Figure, facts: ReportFacts, doc: dict[str, Any]) -> None:
+    """The lateral placement: every scan's solved position, every pair's measurements against
+    the fit (residuals per projection, rejected ones crossed), and the pairs' summary."""
+    _header(fig, facts, f"Placement of the scans ({doc.get('method', 'global fit')})")
+    scans, pairs = doc["scans"], doc["pairs"]
+    names = [sc["name"] for sc in scans]
+
+    def num(v: Any, fmt: str) -> str:
+        return "—" if v is None else format(v, fmt)
+
+    rows = [[sc["name"], f"{sc['guess'][0]:+.2f}", f"{sc['guess'][1]:+.2f}",
+             f"{sc['dx']:+.3f} ± {num((sc.get('sigma') or [None])[0], '.3f')}",
+             f"{sc['dy']:+.3f} ± {num((sc.get('sigma') or [None, None])[1], '.3f')}",
+             f"{sc.get('gain', 1.0):.4f}", sc["how"]] for sc in scans]
+    _table(fig.add_axes((0.05, 0.52, 0.50, 0.36)), ["scan", "motor dx", "motor dy", "dx (px)", "dy (px)",
+                                                    "gain", "from"], rows, "Solved positions (relative to the first scan)")
+    prow = []
+    for pr in pairs:
+        ms = pr["measurements"]
+        used = sum(all(m["used"]) for m in ms)
+        prow.append([f"{names[pr['left']]} | {names[pr['right']]}", f"{pr['search']['overlap_px'][0]}",
+                     f"{used}/{len(ms)}", num(pr["residual_rms"][0], ".3f"), num(pr["residual_rms"][1], ".3f"),
+                     str(pr.get("rejected", 0))])
+    _table(fig.add_axes((0.05, 0.08, 0.50, 0.36)), ["pair", "overlap px", "projections", "rms dx", "rms dy",
+                                                    "rejected"], prow, "Pairs: measurements against the fit (px)")
+    for i, (axis, word) in enumerate(((0, "dx"), (1, "dy"))):
+        ax = fig.add_axes((0.63, 0.53 - 0.45 * i, 0.34, 0.33))
+        for k, pr in enumerate(pairs):
+            colour = f"C{k % 10}"
+            ok = [m for m in pr["measurements"] if m["used"][axis] and m["residual"][axis] is not None]
+            bad = [m for m in pr["measurements"] if not m["used"][axis] and m["residual"][axis] is not None
+                   and m["sigma"][axis] is not None]
+            ax.plot([m["projection"] for m in ok], [m["residual"][axis] for m in ok], "o", ms=3, color=colour,
+                    label=f"{names[pr['left']]} | {names[pr['right']]}")
+            ax.plot([m["projection"] for m in bad], [m["residual"][axis] for m in bad], "x", ms=6, color=colour)
+        ax.axhline(0, color="0.5", lw=0.6)
+        ax.set_title(f"{word}: measured − fit, per projection (× rejected)")
+        ax.set_xlabel("projection")
+        ax.set_ylabel("residual (px)")
+        if i == 0 and pairs:
+            ax.legend(fontsize=6, loc="upper right", ncol=2, framealpha=0.7)
+
+
+def _table(ax: Axes, header: list[str], rows: list[list[str]], title: str) -> None:
+    """A table of text with a bold header and alternate shading, in axes coordinates."""
+    ax.set_axis_off()
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.text(0, 1.0, title, fontsize=10, weight="bold", va="bottom", transform=ax.transAxes)
+    shown = rows[:24]
+    if len(rows) > len(shown):
+        shown.append([f"… {len(rows) - len(shown)} more"] + [""] * (len(header) - 1))
+    h = min(0.09, 0.98 / (len(shown) + 1))
+    size = min(8.0, h * ax.get_position().height * A4_LANDSCAPE[1] * 72 * 0.72)
+    widths = [max(len(str(c)) for c in col) + 2 for col in zip(header, *shown, strict=True)]
+    xs = np.concatenate([[0.0], np.cumsum(widths)[:-1]]) / max(sum(widths), 1)
+    for r, row in enumerate([header, *shown]):
+        y = 0.98 - (r + 0.5) * h
+        if r % 2 == 1:
+            ax.add_patch(Rectangle((0, y - h / 2), 1, h, color="0.93", lw=0))
+        for x, cell in zip(xs, row, strict=True):
+            ax.text(x + 0.005, y, str(cell), fontsize=size, va="center", weight="bold" if r == 0 else "normal",
+                    family="DejaVu Sans Mono" if r else None)
+
+
+# -- the report of a vertical stack ------------------------------------------------------
+
+
+@dataclass
+class StackData:
+    """What :func:`write_stack_report` draws: the joined volume's cuts and the seams."""
+
+    facts: ReportFacts                # scan_name: the stack; input_file: the sheet; volume_shape
+    slice_xz: np.ndarray              # volume[::step, y, :]: (z / step, x)
+    slice_yz: np.ndarray              # volume[::step, :, x]: (z / step, y)
+    slice_xy: np.ndarray              # volume[z, :, :] at the first seam
+    slice_z: int                      # the row of slice_xy
+    seam_rows: list[float]            # tall rows where neighbouring levels weigh equally
+    levels: list[dict[str, Any]]      # name, z, rows, gain, height_px (zstitch.json)
+    seams: list[dict[str, Any]]       # upper, lower, guess, dz, tried, corr, peak, gain, residual
+    warnings: list[str] = field(default_factory=list)
+    slow_axis_step: int = 1
+    values_are_codes: bool = False
+
+
+def write_stack_report(data: StackData, path: str | os.PathLike) -> None:
+    """Write the vertical stack's report PDF to ``path`` atomically."""
+    data = dataclasses.replace(data, facts=_dated(data.facts))
+    pages = [lambda fig: _page_stack(fig, data), lambda fig: _page_seams(fig, data)]
+    _write_pdf(path, data.facts, pages, f"teravox vertical stack report: {_scan_name(data.facts)}")
+
+
+def _stack_values(data: StackData) -> tuple[list[np.ndarray], str]:
+    images = [_display(s).astype(np.float64) for s in (data.slice_xz, data.slice_yz, data.slice_xy)]
+    facts = data.facts
+    if data.values_are_codes and facts.integer_mapping is not None:
+        lo, hi = facts.integer_mapping
+        top = float(np.iinfo(np.dtype(facts.output_dtype)).max)
+        images = [lo + im * (hi - lo) / top for im in images]
+    if facts.pixel_size_m:
+        return [im / facts.pixel_size_m for im in images], "attenuation µ (m⁻¹)"
+    return images, "attenuation (1/pixel)"
+
+
+def _page_stack(fig: Figure, data: StackData) -> None:
+    facts = data.facts
+    _header(fig, facts, f"Vertical stack of {len(data.levels)} levels")
+    (xz, yz, xy), unit = _stack_values(data)
+    vmin, vmax = _limits(xz, yz, xy)
+    nz = facts.volume_shape[0] if facts.volume_shape else np.shape(data.slice_xz)[0] * data.slow_axis_step
+    step = max(1, data.slow_axis_step)
+    lunit, lscale = _length_unit(facts.pixel_size_m, nz)
+    for i, (img, shape, title, xl) in enumerate(((xz, np.shape(data.slice_xz), "XZ through the middle", "x"),
+                                                 (yz, np.shape(data.slice_yz), "YZ through the middle", "y"))):
+        ax = fig.add_axes((0.05 + 0.24 * i, 0.08, 0.20, 0.80))
+        extent = _extent(shape, lscale, 1, step)
+        im = ax.imshow(img, cmap=CMAP, vmin=vmin, vmax=vmax, extent=extent, aspect="equal",
+                       interpolation="nearest")
+        for k, lv in enumerate(data.levels):   # each level's rows, as a bar at the side
+            ax.plot([extent[1] * (1.02 + 0.03 * (k % 2))] * 2,
+                    [lv["z"] * lscale, (lv["z"] + lv["rows"] - 1) * lscale], color=f"C{k % 10}", lw=3,
+                    clip_on=False, solid_capstyle="butt")
+        for r in data.seam_rows:
+            ax.axhline(r * lscale, color=CUT_COLOURS["xz"], lw=0.8, ls="--")
+        ax.set_title(title + (f"  (z every {step})" if step > 1 else ""))
+        ax.set_xlabel(f"{xl} ({lunit})")
+        ax.set_ylabel(f"z ({lunit})")
+        if i == 1:
+            _colorbar(fig, ax, im, unit)
+    ax = fig.add_axes((0.55, 0.50, 0.20, 0.36))
+    im = ax.imshow(xy, cmap=CMAP, vmin=vmin, vmax=vmax, extent=_extent(np.shape(data.slice_xy), lscale),
+                   interpolation="nearest")
+    ax.set_title(f"XY at row z = {data.slice_z} (a seam)")
+    ax.set_xlabel(f"x ({lunit})")
+    ax.set_ylabel(f"y ({lunit})")
+    rows = [[lv["name"], f"{lv['height_px'] - data.levels[0]['height_px']:+.2f}", f"{lv['z']:+.2f}",
+             str(lv["rows"]), f"{lv['gain']:.4f}"] for lv in data.levels]
+    _table(fig.add_axes((0.55, 0.08, 0.42, 0.32)), ["level", "heights", "found", "rows", "× gain"],
+           rows, "Levels: row 0 in the tall volume (rows), gain to level 0's values")
+
+
+def _page_seams(fig: Figure, data: StackData) -> None:
+    _header(fig, data.facts, "Vertical stitching: the seams")
+    names = [lv["name"] for lv in data.levels]
+    seams = data.seams[:4]
+    gs = fig.add_gridspec(1, max(1, len(seams)), left=0.06, right=0.96, top=0.86, bottom=0.56, wspace=0.35)
+    for i, sm in enumerate(seams):
+        ax = fig.add_subplot(gs[0, i])
+        corr = np.array([np.nan if v is None else v for v in sm["corr"]], dtype=np.float64)
+        ax.plot(sm["tried"], corr, "o-", ms=3, color="0.2", lw=1)
+        ax.axvline(sm["guess"], color="0.5", ls=":", lw=1, label=f"heights {sm['guess']:+.2f}")
+        ax.axvline(sm["dz"], color=CUT_COLOURS["xy"], lw=1, label=f"found {sm['dz']:+.2f}")
+        ax.set_title(f"{names[sm['upper']]} | {names[sm['lower']]}", fontsize=8)
+        ax.set_xlabel("lower level's row 0 in the upper's rows")
+        ax.set_ylabel("correlation of the overlapping slices")
+        ax.legend(fontsize=6, loc="lower center")
+    rows = [[f"{names[sm['upper']]} | {names[sm['lower']]}", f"{sm['guess']:+.2f}", f"{sm['dz']:+.3f}",
+             f"{sm['dz'] - sm['guess']:+.2f}", f"{sm['overlap_rows']:.1f}",
+             "—" if sm["peak"] is None else f"{sm['peak']:.3f}", f"{sm['gain']:.4f}",
+             "—" if sm["residual"] is None else f"{sm['residual']:.3g}"] for sm in data.seams]
+    _table(fig.add_axes((0.05, 0.22, 0.92, 0.26)),
+           ["seam", "heights", "found dz", "Δ", "overlap", "corr", "gain", "residual"], rows,
+           "Seams: upper ≈ gain · lower over the overlap (rows; residual RMS in the volume's units)")
+    warn = ["⚠ " + w for w in data.warnings] or ["No warnings."]
+    lines = [ln for w in warn for ln in _wrap(w, 170)]
+    for i, line in enumerate(lines[:8]):
+        fig.text(0.05, 0.17 - i * 0.018, line, fontsize=7, color="#a33" if data.warnings else "0.3", va="top")
 
 
 # -- pieces -----------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from teravox import graph
-from teravox import plan as planmod
 from teravox.config import Params
 from teravox.errors import StageError
 from teravox.io.atomic import free_bytes, no_space_error, remove_stale
@@ -52,11 +51,12 @@ class RunSummary:
 
     def table(self) -> str:
         mib = 2**20
-        lines = [f"{'stage':<13}{'jobs':>6}{'skipped':>9}{'time s':>9}{'peak MiB/job':>14}"]
+        w = max(13, *(len(s.stage) + 1 for s in self.stages))
+        lines = [f"{'stage':<{w}}{'jobs':>6}{'skipped':>9}{'time s':>9}{'peak MiB/job':>14}"]
         for s in self.stages:
-            lines.append(f"{s.stage:<13}{s.jobs:>6}{s.skipped:>9}{s.seconds:>9.1f}{s.peak_rss / mib:>14.0f}")
+            lines.append(f"{s.stage:<{w}}{s.jobs:>6}{s.skipped:>9}{s.seconds:>9.1f}{s.peak_rss / mib:>14.0f}")
         mbps = self.raw_bytes / mib / max(self.seconds, 1e-9)
-        lines.append(f"{'total':<13}{'':>6}{'':>9}{self.seconds:>9.1f}")
+        lines.append(f"{'total':<{w}}{'':>6}{'':>9}{self.seconds:>9.1f}")
         lines.append(f"raw data {self.raw_bytes / mib:.1f} MiB at {mbps:.1f} MiB/s; "
                      f"{self.voxels / max(self.seconds, 1e-9) / 1e6:.2f} Mvoxel/s")
         if self.patched is not None:
@@ -102,6 +102,7 @@ def jobs_for(stage: graph.Stage, plan: dict, plan_path: Path, outdir: Path, skip
         "report": ["--plan", p, "--timings", str(outdir / "timings.json")],
         "cleanup": ["--plan", p],
         "stitch-align": ["--plan", p],
+        "z-stitch": ["--plan", p],
     }[stage.name]
     return [Job(stage.name, None, args, budget, cpus, time_s, log=logs / f"{stage.name}.log")], 0
 
@@ -125,7 +126,9 @@ def run_pipeline(scan: str | Path | None, outdir: str | Path, params: Params, *,
     """Plan, [stitch-align], preprocess × k, collect, reconstruct × j, merge, report, cleanup,
     holding the output folder's lock.
 
-    ``sheet`` (a scan sheet) instead of ``scan`` stitches several offset scans."""
+    ``sheet`` (a scan sheet) instead of ``scan`` stitches several offset scans: side by side,
+    or in height steps (a vertical stack: each level runs the graph in ``<outdir>/<level>/``,
+    then z-stitch joins their volumes)."""
     outdir = Path(outdir).resolve()
     outdir.mkdir(parents=True, exist_ok=True)
     with output_lock(outdir) as held:
@@ -141,53 +144,101 @@ def _run_locked(scan: str | Path | None, outdir: Path, params: Params, *, jobs: 
                 executor: Executor | None, progress: bool, cpus_per_job: int, time_per_job_s: int,
                 sheet: str | None, log: Callable[[str], None], warn: Callable[[str], None],
                 held: bool = True) -> RunSummary:
-    from teravox.progress import bar
-    from teravox.stages.plan import make, summary
+    from teravox.stages.plan import make, save, summary
 
     t_start = time.perf_counter()
     (outdir / "logs").mkdir(exist_ok=True)
     plan = make(None if scan is None else str(scan), params, outdir, sheet=sheet)
     plan_path = outdir / "plan.json"
-    planmod.save(plan, plan_path)
+    level_paths = save(plan, plan_path)
     log(summary(plan))
+    plans = list(zip(plan["level_plans"], level_paths, strict=True)) if level_paths else [(plan, plan_path)]
     # Holding the folder's lock, every temporary file here is left by a run that is over (a
     # killed job, local or on SLURM), whatever its process id means on this machine; without
     # a lock (a filesystem without locks) only those of dead local processes are known to be.
-    stale = remove_stale(outdir, all_=held)
+    stale = [f for _, path in plans for f in remove_stale(path.parent, all_=held)]
     if stale:
         log(f"removed {len(stale)} temporary file(s) left by an interrupted run")
     if force:
-        for name in ("proj_*.h5", "recon_*.h5", plan["outputs"]["projections"]):
-            for p in outdir.glob(name):
-                p.unlink()
+        for p_, path in plans:
+            for name in ("proj_*.h5", "recon_*.h5", p_["outputs"]["projections"]):
+                for f in path.parent.glob(name):
+                    f.unlink()
     if executor is None:
         from teravox.resources import cpus_available
 
         n = parallel_jobs(plan["memory"]["budget"], jobs)
         executor = LocalExecutor(n, cpus=cpus_available())
         log(f"local executor: up to {n} job(s) at a time, {cpus_available()} core(s) shared among them")
-        if plan.get("recon_device"):
+        if plans[0][0].get("recon_device"):
             slots = [g for g in executor.gpu_slots() if g]
-            log(f"reconstruct on {plan['recon_device']['backend']}: one job per GPU "
+            log(f"reconstruct on {plans[0][0]['recon_device']['backend']}: one job per GPU "
                 f"({', '.join(slots) if slots else 'no GPU found here: the jobs will say why'})")
+    stages: list[StageTiming] = []
+    patched = None
+    for k, (p_, path) in enumerate(plans):
+        if level_paths:
+            log(f"level {k} of {len(plans)}: {p_['name']} in {path.parent}")
+        kinds = ("lateral",) if "scans" in p_ else ()
+        done, found = _run_stages(p_, path, graph.order(kinds), executor, params, progress, cpus_per_job,
+                                  time_per_job_s, log, warn, prefix=f"z{k:02d} " if level_paths else "")
+        stages += done
+        patched = _add(patched, found)
+    if level_paths:
+        stages += _run_stages(plan, plan_path, [graph.BY_NAME["z-stitch"]], executor, params, progress,
+                              cpus_per_job, time_per_job_s, log, warn)[0]
+        if not params.keep_intermediates:  # the levels' volumes now live on in the stack's
+            for p_, path in plans:
+                (path.parent / p_["outputs"]["volume"]).unlink(missing_ok=True)
+    # what the alignments warned about, where the run's summary is read
+    docs = [path.parent / "shifts.json" for p_, path in plans if "scans" in p_]
+    docs += [outdir / plan["outputs"]["zstitch"]] if level_paths else []
+    for doc in (d for d in docs if d.exists()):
+        for w in json.loads(doc.read_text()).get("warnings", []):
+            warn(f"{doc.parent.name}/{doc.name}: {w}")
+    shape = plan["recon_shape"]
+    raw = sum(len(p_["theta_deg"]) * (p_["selection"]["rows"][1] - p_["selection"]["rows"][0])
+              * (p_["selection"]["cols"][1] - p_["selection"]["cols"][0]) * _itemsize(p_["scan"]["dtype"])
+              for p_, _ in plans)
+    return RunSummary(plan, outdir, outdir / plan["outputs"]["volume"], outdir / plan["outputs"]["report"],
+                      stages, time.perf_counter() - t_start, raw_bytes=int(raw),
+                      voxels=int(shape[0] * shape[1] * shape[2]), patched=patched)
+
+
+def _add(a: Patched | None, b: Patched | None) -> Patched | None:
+    """The patched-pixel counts of two levels together."""
+    if a is None or b is None:
+        return a or b
+    return Patched(**{k: getattr(a, k) + getattr(b, k) for k in ("flat_le_dark", "nonfinite", "outliers",
+                                                                 "projections")}, frame_pixels=a.frame_pixels)
+
+
+def _run_stages(plan: dict, plan_path: Path, stages_: list[graph.Stage], executor: Executor, params: Params,
+                progress: bool, cpus_per_job: int, time_per_job_s: int, log: Callable[[str], None],
+                warn: Callable[[str], None], prefix: str = "") -> tuple[list[StageTiming], Patched | None]:
+    """Run ``stages_`` of one plan (its workdir: the plan file's directory), skipping complete
+    chunks; the stage timings and the patched-pixel counts collect found."""
+    from teravox.progress import bar
+
+    outdir = plan_path.parent
+    (outdir / "logs").mkdir(exist_ok=True)
     timings: dict[str, float] = {}
     stages: list[StageTiming] = []
     patched = None
-    keep = params.keep_intermediates
-    for stage in graph.order(include_optional="scans" in plan):
+    for stage in stages_:
         if stage.name == "plan":
             continue
-        if stage.name == "cleanup" and keep:
+        if stage.name == "cleanup" and params.keep_intermediates:
             log("cleanup skipped (keep_intermediates): chunk files and projections.h5 kept")
             continue
         todo, skipped = jobs_for(stage, plan, plan_path, outdir, skip=True, cpus=cpus_per_job,
                                  time_s=time_per_job_s)
-        st = StageTiming(stage.name, len(todo), skipped)
+        st = StageTiming(prefix + stage.name, len(todo), skipped)
         t0 = time.perf_counter()
         (outdir / "timings.json").write_text(json.dumps(timings))
         if todo:
-            ticker = iter(bar(range(len(todo)), desc=stage.name, unit="job", enable=progress and len(todo) > 1,
-                              total=len(todo)))
+            ticker = iter(bar(range(len(todo)), desc=prefix + stage.name, unit="job",
+                              enable=progress and len(todo) > 1, total=len(todo)))
             results = executor.run_jobs(todo, on_done=lambda _r, t=ticker: next(t, None))
             st.results = results
             failed = [r for r in results if not r.ok]
@@ -195,23 +246,18 @@ def _run_locked(scan: str | Path | None, outdir: Path, params: Params, *, jobs: 
                 _raise_failure(failed[0] if failed else None, outdir)
             st.peak_rss = max((r.peak_rss for r in results), default=0)
         else:
-            log(f"{stage.name}: all {skipped} chunk(s) already complete, skipped")
+            log(f"{prefix}{stage.name}: all {skipped} chunk(s) already complete, skipped")
         if stage.name == "collect":
             from teravox.stages.collect import output_path, read_patched
 
             patched = read_patched(output_path(plan))
             if patched is not None and patched.warning():
-                warn(patched.warning())
+                warn(prefix + patched.warning())
         st.seconds = time.perf_counter() - t0
         timings[stage.name] = round(st.seconds, 3)
         stages.append(st)
-    shape = plan["recon_shape"]
-    return RunSummary(plan, outdir, outdir / plan["outputs"]["volume"], outdir / plan["outputs"]["report"],
-                      stages, time.perf_counter() - t_start,
-                      raw_bytes=int(len(plan["theta_deg"]) * shape[0]
-                                    * (plan["selection"]["cols"][1] - plan["selection"]["cols"][0])
-                                    * _itemsize(plan["scan"]["dtype"])),
-                      voxels=int(shape[0] * shape[1] * shape[2]), patched=patched)
+    (outdir / "timings.json").unlink(missing_ok=True)
+    return stages, patched
 
 
 def _raise_failure(r: JobResult | None, outdir: Path) -> None:

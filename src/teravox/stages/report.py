@@ -20,7 +20,14 @@ import numpy as np
 from teravox import plan as planmod
 from teravox.errors import StageError
 from teravox.io import open_scan_for, provenance
-from teravox.report import ReportData, ReportFacts, orthogonal_slices, write_report
+from teravox.report import (
+    ReportData,
+    ReportFacts,
+    StackData,
+    orthogonal_slices,
+    write_report,
+    write_stack_report,
+)
 from teravox.stages._common import cli_entry
 
 MAX_SINOGRAM_ANGLES = 720   # the report's sinograms are sub-sampled in angle beyond this
@@ -124,10 +131,12 @@ def gather(plan: dict, projections: Path, volume: Path, timings: dict | None = N
     stitched = {}
     shifts = Path(shifts) if shifts else planmod.workdir(plan) / "shifts.json"
     if "scans" in plan and shifts.exists():
-        from teravox.stitch.source import cost_maps, stitched_projection
+        from teravox.stitch.source import cost_maps, load_shifts, stitched_projection
 
-        img, seams = stitched_projection(plan, shifts, params)
-        stitched = {"stitched_projection": img, "seam_columns": list(seams), "alignment_costs": cost_maps(shifts)}
+        doc = load_shifts(shifts)
+        img, seams = stitched_projection(plan, doc, params)
+        stitched = {"stitched_projection": img, "seam_columns": list(seams), "alignment_costs": cost_maps(doc),
+                    "placement": doc}
         extra["scans"] = ", ".join(Path(s_["path"]).name for s_ in plan["scans"])
     return ReportData(**stitched, raw_projection=raw_projection, raw_sinogram=raw_sinogram,
                       corrected_projection=corrected_projection, corrected_sinogram=corrected_sinogram,
@@ -152,6 +161,36 @@ def run(plan: dict, projections: str | Path | None = None, volume: str | Path | 
     data = gather(plan, proj, vol, timings, Path(shifts) if shifts else None)
     out = output_path(plan, output)
     write_report(data, out)
+    return out
+
+
+def zstack_report(plan: dict, doc: dict, volume: str | Path, output: Path | None = None) -> Path:
+    """The report of a vertical stack (``plan``: the stack's, ``doc``: zstitch.json) from its
+    joined ``volume``: cuts along z with the seams, and the seams' figures."""
+    from teravox.post.dtype import DtypeMapping
+
+    params = planmod.params_of(plan)
+    level0 = plan["level_plans"][0]
+    out = output or Path(volume).with_name(plan["outputs"]["report"])
+    with h5py.File(volume, "r") as f:
+        vol = f["/exchange/data"]
+        nz, ny, nx = vol.shape
+        step = params.report_slow_axis_step or max(1, math.ceil(nz / 1024))
+        seam_z = int(round(doc["seam_rows"][0])) if doc["seam_rows"] else nz // 2
+        xy, xz, yz = orthogonal_slices(vol, step, (seam_z, ny // 2, nx // 2))
+        mapping = DtypeMapping.from_attrs(vol.attrs)
+    theta = np.asarray(level0["theta_deg"])
+    facts = ReportFacts(
+        input_file=plan["sheet"], shape=tuple(level0["scan"]["shape"]), n_angles=int(theta.size),
+        angle_range_deg=(float(theta[0]), float(theta[-1])), center=None, center_source="each level's own",
+        backend=params.backend, output_dtype=params.dtype,
+        integer_mapping=(mapping.vmin, mapping.vmax) if mapping.qmax else None,
+        pixel_size_m=level0["physics"].get("pixel_size_m"), scan_name=plan["name"], volume_shape=(nz, ny, nx),
+        output_file=str(volume))
+    write_stack_report(StackData(facts=facts, slice_xz=xz, slice_yz=yz, slice_xy=xy, slice_z=seam_z,
+                                 seam_rows=doc["seam_rows"], levels=doc["levels"], seams=doc["seams"],
+                                 warnings=doc["warnings"], slow_axis_step=step,
+                                 values_are_codes=mapping.qmax is not None), out)
     return out
 
 

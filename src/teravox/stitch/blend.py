@@ -111,7 +111,7 @@ def active_cols(w_scan: np.ndarray) -> slice | None:
     return None if cols.size == 0 else slice(int(cols[0]), int(cols[-1]) + 1)
 
 
-def _taps(pos: np.ndarray, n: int, first: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def taps(pos: np.ndarray, n: int, first: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Indices (into a block starting at ``first``) and weight of the upper tap for linear
     interpolation at ``pos``, clamped to the image's 0..n-1."""
     p0 = np.floor(pos)
@@ -130,8 +130,8 @@ def sample(block: np.ndarray, origin: tuple[int, int], shift: tuple[float, float
     """
     dx, dy = shift
     block = np.asarray(block, dtype=np.float32)
-    i0, i1, ty = _taps(np.arange(rows.start, rows.stop, dtype=np.float64) - dy, n_rows, origin[0])
-    j0, j1, tx = _taps(np.arange(cols.start, cols.stop, dtype=np.float64) - dx, n_cols, origin[1])
+    i0, i1, ty = taps(np.arange(rows.start, rows.stop, dtype=np.float64) - dy, n_rows, origin[0])
+    j0, j1, tx = taps(np.arange(cols.start, cols.stop, dtype=np.float64) - dx, n_cols, origin[1])
     if min(i0.min(), i1.min(), j0.min(), j1.min()) < 0 or max(i0.max(), i1.max()) >= block.shape[1] \
             or max(j0.max(), j1.max()) >= block.shape[2]:
         raise ValueError(f"block of shape {block.shape} at {origin} does not hold the rows/columns "

@@ -13,9 +13,9 @@ rows counting downwards, so raising the sample by one row adds one) — a row gi
 position, a height or both (a missing one is 0); optional ``flat_file`` and ``dark_file``
 (flats/darks in a separate file), and free ``name``/``comment`` columns.
 
-Scans whose heights lie within half a detector's height of each other form one *level*
-(:func:`split_levels`): side by side, stitched as projections; several levels are a
-vertical stack, reconstructed level by level and joined along z.
+Scans whose heights lie within half a search window (10 rows by default) of each other form
+one *level* (:func:`split_levels`): side by side, stitched as projections; several levels are
+a vertical stack, reconstructed level by level and joined along z.
 Relative paths are resolved against the sheet's directory.  JSON/YAML hold a list of
 such rows, or a mapping ``{"scans": [...], "pixel_size_m": ...}``.  Repeated scans on
 the command line with ``--positions`` make the same rows (:func:`rows_from_positions`).
@@ -362,15 +362,16 @@ class Level:
 
 
 def split_levels(rows: Sequence[SheetRow], metas: Sequence[ScanMeta], pixel_size_m: float | None, *,
-                 position_sign: int = 1, height_sign: int = 1) -> list[Level]:
+                 window_px: int = 20, position_sign: int = 1, height_sign: int = 1) -> list[Level]:
     """Group the sheet's scans by height, top first: a scan starts a new level when its height is
-    more than half a detector's rows below the previous scan's (in height order)."""
+    more than half a search window (or a quarter of a detector's rows, if less) below the
+    previous scan's, in height order.  Scans side by side differ in height only by their
+    stages' errors, which the vertical search covers; levels are tens of rows apart."""
     h = np.array([height_sign * r.height_px(pixel_size_m) if r.height else 0.0 for r in rows])
     order = np.argsort(h, kind="stable")
     groups: list[list[int]] = [[int(order[0])]]
     for a, b in zip(order[:-1], order[1:], strict=True):
-        gap = h[b] - h[a]
-        if gap > 0.5 * min(metas[a].shape[1], metas[b].shape[1]):
+        if h[b] - h[a] > min(window_px / 2, min(metas[a].shape[1], metas[b].shape[1]) / 4):
             groups.append([])
         groups[-1].append(int(b))
     levels = []

@@ -143,10 +143,11 @@ def write_stitch_sample(directory: str | Path, n_scans: int, *, overlap_px: int 
 def write_zstack(directory: str | Path, n_levels: int, *, rows_per_level: int = 24, overlap_rows: int = 8,
                  n_cols: int = 64, n_angles: int = 90, motor_error_px: float = 2.0, subpixel: bool = True,
                  supersample: int = 2, noise: bool = True, seed: int = 0, pixel_size_m: float = 1e-6,
-                 exposure_of: dict[int, float] | None = None, tall: bool = True,
+                 exposure_of: dict[int, float] | None = None, talls: int = 1,
                  progress: bool = False) -> dict[str, Any]:
     """Write a tall object measured in ``n_levels`` height steps (level_00.h5 ...), their sheet
-    (scans.csv: file, height_mm) and, with ``tall``, the whole height as one scan (tall.h5).
+    (scans.csv: file, height_mm) and the whole height as ``talls`` single scans with independent
+    noise (tall.h5, tall_1.h5, ...: the reference, and how much two of them differ by noise).
 
     Level k's row 0 sits at row h_k of the tall field of view: h_k = k·(``rows_per_level`` −
     ``overlap_rows``) + U(±0.5) (h_0 = 0; integers with ``subpixel=False``); the sheet's
@@ -175,12 +176,12 @@ def write_zstack(directory: str | Path, n_levels: int, *, rows_per_level: int = 
                    phantom=raised(phantom, h[k] - (total - 1) / 2.0 + (rows_per_level - 1) / 2.0),
                    exposure=(exposure_of or {}).get(k, 1.0), **common)
         files.append(path)
-    tall_path = None
-    if tall:
-        tall_path = directory / "tall.h5"
-        write_scan(tall_path, n_rows=total, seed=1000 * seed + 999, phantom=phantom, **common)
+    tall_paths = []
+    for t in range(talls):
+        tall_paths.append(directory / ("tall.h5" if t == 0 else f"tall_{t}.h5"))
+        write_scan(tall_paths[-1], n_rows=total, seed=1000 * seed + 999 - t, phantom=phantom, **common)
     rows = [{"file": f.name, "height_mm": f"{(h[k] + err[k]) * pixel_size_m * 1e3:.7f}"} for k, f in enumerate(files)]
     sheet_path = _write_sheet(directory, rows, "csv")
-    return {"dir": directory, "files": files, "sheet": sheet_path, "tall": tall_path, "heights_px": h,
+    return {"dir": directory, "files": files, "sheet": sheet_path, "talls": tall_paths, "heights_px": h,
             "motor_error_px": err, "total_rows": total, "rows_per_level": rows_per_level, "phantom": phantom,
             "n_cols": n_cols}

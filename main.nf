@@ -3,7 +3,10 @@
  * teravox: chunked reconstruction of synchrotron parallel-beam X-ray tomography scans.
  *
  *   PLAN ──► [STITCH_ALIGN] ──► PREPROCESS × k ──► COLLECT ──► RECONSTRUCT × j ──► MERGE ──► REPORT ──► CLEANUP
+ *                                                                                        └──► [Z_STITCH]
  *
+ * A vertical stack (a scan sheet with heights) runs every level as an acquisition of its
+ * own, in parallel, from its own plan; Z_STITCH joins the levels' volumes.
  * This file only wires the stages of src/teravox/graph.py (tests/test_nextflow.py compares
  * the two); each process calls one bin/ command. The chunk fan-out comes from plan.json,
  * so `teravox run` and this workflow share one plan.
@@ -21,6 +24,7 @@ include { RECONSTRUCT  } from './modules/reconstruct'
 include { MERGE        } from './modules/merge'
 include { REPORT       } from './modules/report'
 include { CLEANUP      } from './modules/cleanup'
+include { Z_STITCH     } from './modules/z_stitch'
 
 workflow {
     def schema = readJson(file("${projectDir}/nextflow_schema.json"))
@@ -48,12 +52,19 @@ workflow {
         ch_scans.map { meta, scans -> [meta, scans, aux, sheet, params_file, tori] },
         planArgs(schema)
     )
+    // a vertical stack's levels run as acquisitions of their own, each from its own plan
+    def ch_stacks = PLAN.out.plan.join(PLAN.out.levels)
+    def ch_levels = ch_stacks.flatMap { meta, _stack, levels -> levelPlans(meta, levels) }
     // meta gains the plan's chunk counts (for groupKey) and whether it stitches scans
-    def ch_plan = PLAN.out.plan.map { meta, plan -> [planMeta(meta, plan), plan] }
-    // the jobs that read raw data get the scan files too (joined on the scan's id)
+    def ch_plan = PLAN.out.plan
+        .filter { _meta, plan -> readJson(plan).kind != 'zstack' }
+        .mix(ch_levels)
+        .map { meta, plan -> [planMeta(meta, plan), plan] }
+    // the jobs that read raw data get the scan files too (by the acquisition's id: a stack's
+    // levels share its files)
     def ch_plan_raw = ch_plan
-        .map { meta, plan -> [meta.id, meta, plan] }
-        .join(ch_raw.map { meta, raw -> [meta.id, raw] })
+        .map { meta, plan -> [meta.stack ?: meta.id, meta, plan] }
+        .combine(ch_raw.map { meta, raw -> [meta.id, raw] }, by: 0)
         .map { _id, meta, plan, raw -> [meta, plan, raw] }
 
     // -- STITCH_ALIGN: only for multi-scan acquisitions; the others get no shifts file
@@ -113,12 +124,25 @@ workflow {
             .join(REPORT.out.intermediates)
     )
 
+    // -- Z_STITCH: a stack's levels joined along z, once all its levels are merged
+    def ch_level_volumes = MERGE.out.volume
+        .filter { meta, _volume -> meta.stack }
+        .map { meta, volume -> [groupKey(meta.stack, meta.n_levels), volume] }
+        .groupTuple()
+        .map { key, volumes -> [key.getGroupTarget(), volumes] }
+    Z_STITCH(
+        ch_stacks
+            .map { meta, stack, _levels -> [meta.id, meta, stack] }
+            .join(ch_level_volumes)
+            .map { _id, meta, stack, volumes -> [meta, stack, volumes] }
+    )
+
     // -- versions of what every process ran, nf-core style, in <outdir>/pipeline_info
     channel.empty()
         .mix(
             SYNTH.out.versions, PLAN.out.versions, STITCH_ALIGN.out.versions,
             PREPROCESS.out.versions, COLLECT.out.versions, RECONSTRUCT.out.versions,
-            MERGE.out.versions, REPORT.out.versions, CLEANUP.out.versions
+            MERGE.out.versions, REPORT.out.versions, CLEANUP.out.versions, Z_STITCH.out.versions
         )
         .unique { f -> f.text }
         .map { f -> f.text }
@@ -138,6 +162,17 @@ def planMeta(meta, plan) {
     def p = readJson(plan)
     def multi = p.scans instanceof List ? p.scans.size() > 1 : meta.sheet || meta.n_scans > 1
     return meta + [n_proj: p.proj_chunks.size(), n_sino: p.sino_chunks.size(), multi_scan: multi]
+}
+
+// The levels of a vertical stack as acquisitions: [meta of the level, its plan], the level
+// named by its plan (<stack>_z<k>), the stack's id and level count kept for Z_STITCH.
+def levelPlans(meta, levels) {
+    def plans = levels instanceof List ? levels : [levels]
+    return plans.collect { plan ->
+        def p = readJson(plan)
+        def n_scans = p.scans instanceof List ? p.scans.size() : 1
+        [meta + [id: p.name, stack: meta.id, n_levels: plans.size(), n_scans: n_scans, sheet: n_scans > 1], plan]
+    }
 }
 
 // The versions block of the workflow itself, as a plain String: collectFile serialises what

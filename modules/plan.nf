@@ -18,6 +18,8 @@ process PLAN {
 
     output:
     tuple val(meta), path('plan.json'), emit: plan
+    // a vertical stack (a sheet with heights): each level's own plan, <level>/plan.json
+    tuple val(meta), path('*/plan.json'), emit: levels, optional: true
     path 'versions.yml', emit: versions
 
     script:

@@ -85,8 +85,9 @@ def _level_plan(sheet, level, params, workdir: str | Path, name: str,  # noqa: A
 
 def make_zstack(sheet, levels, params, workdir: str | Path, pixel: tuple[float | None, str],  # noqa: ANN001
                 sp) -> dict:  # noqa: ANN001
-    """A vertical stack: one plan per level (``<workdir>/<name>_z<k>/``, side-by-side scans cut to
-    one stitched width), and the stack's plan that the z-stitch stage reads (``kind: zstack``).
+    """A vertical stack: one plan per level (workdir ``<workdir>/<name>_z<k>/``, or ``.`` when the
+    workdir is ``.``; side-by-side scans cut to one stitched width), and the stack's plan that
+    the z-stitch stage reads (``kind: zstack``).
 
     PlanError naming the scans when neighbouring levels cannot overlap, when the levels are not
     laid out alike, or when their reconstructions would not share one slice size."""
@@ -102,7 +103,9 @@ def make_zstack(sheet, levels, params, workdir: str | Path, pixel: tuple[float |
     plans = []
     for lv in levels:
         name = f"{stem}_z{lv.index:02d}"
-        plans.append(_level_plan(sheet, lv, params, Path(workdir) / name, name, pixel, width))
+        # "." (Nextflow's): every job runs in a directory of its own, which is every level's workdir
+        level_dir = Path(workdir) if str(workdir) == "." else Path(workdir) / name
+        plans.append(_level_plan(sheet, lv, params, level_dir, name, pixel, width))
     sizes = {p["name"]: p["recon_shape"][1] for p in plans}
     if len(set(sizes.values())) > 1:
         raise PlanError("the levels of the vertical stack would give slices of different sizes ("

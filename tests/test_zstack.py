@@ -124,6 +124,18 @@ def test_sheet_heights_make_levels(tmp_path: Path) -> None:
     assert json.loads(files[1].read_text())["workdir"] == str(tmp_path / "out" / "sheet_z01")
 
 
+def test_synth_writes_a_stack_that_plans_as_levels(tmp_path: Path) -> None:
+    from teravox.stages import synth
+
+    assert synth.main([str(tmp_path / "st"), "--heights", "3", "--rows", "12", "--overlap", "4", "--angles", "4",
+                       "--cols", "32", "-q"]) == 0
+    sheet = read_sheet(tmp_path / "st" / "scans.csv")
+    levels = split_levels(sheet.rows, read_meta(sheet.rows, Params()), 1e-6)
+    assert [len(lv.rows) for lv in levels] == [1, 1, 1] and (tmp_path / "st" / "tall.h5").is_file()
+    with h5py.File(tmp_path / "st" / "tall.h5") as f:
+        assert f["/exchange/data"].shape[1] >= 2 * 8 + 12 - 1     # three steps of 12 rows, 4 shared
+
+
 @pytest.mark.parametrize("text, match", [
     # the second level starts 30 rows below the first, whose scans are 16 rows high
     ("file,height_px\ns0.h5,0\ns1.h5,30\n",

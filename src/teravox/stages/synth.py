@@ -20,6 +20,9 @@ examples:
   teravox synth dm.h5 --layout danmax          (DanMAX metadata paths, no /exchange/theta)
   teravox synth nx.nxs --format nxtomo         (NeXus NXtomo with image_key)
   teravox synth stitch/ --scans 3 --overlap 32  (stitch/scan_00.h5 ... and stitch/scans.csv)
+  teravox synth stack/ --heights 3 --rows 32 --overlap 10
+                                     (a tall object in 3 height steps, stack/scans.csv with heights,
+                                      and the whole height as one scan, stack/tall.h5)
 
 The ground truth (phantom, centre, offsets, volume when small) is in the file's /truth group.
 Sizes: """ + ", ".join(f"{k} = {a} angles x {r} rows x {c} columns" for k, (a, r, c) in SIZES.items())
@@ -32,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a synthetic parallel-beam tomography scan of an analytic phantom "
                     "(exact line integrals), with optional detector and beam artefacts.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("out", type=Path, help="output file (a directory with --scans N > 1)")
+    p.add_argument("out", type=Path, help="output file (a directory with --scans N > 1 or --heights N)")
     g = p.add_argument_group("size and geometry")
     g.add_argument("--size", choices=sorted(SIZES), help="named size (default tiny)")
     g.add_argument("--cols", type=int, help="detector columns (overrides --size)")
@@ -47,9 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--side", choices=("left", "right"), default="right",
                    help="edge the axis sits near with --half-acquisition (default right)")
     g.add_argument("--overlap", type=float,
-                   help="pixels of overlap: across the axis (--half-acquisition) or between scans (--scans)")
+                   help="pixels of overlap: across the axis (--half-acquisition), between scans (--scans) "
+                        "or rows between height steps (--heights)")
     g.add_argument("--scans", type=int, default=1,
                    help="write N side-by-side scans of one wide object, for stitching")
+    g.add_argument("--heights", type=int, default=1,
+                   help="write N height steps of --rows rows of one tall object (a vertical stack), "
+                        "and the whole height as one scan for reference")
     g.add_argument("--supersample", type=int, default=1,
                    help="sub-positions per pixel side to model pixel area integration (default 1)")
     d = p.add_argument_group("detector and artefacts")
@@ -94,8 +101,25 @@ def _run(args: argparse.Namespace) -> int:
         pixel_size_m=args.pixel_size, delta_beta=args.delta_beta, layout=args.layout,
         format=args.format, seed=args.seed, progress=not (args.no_progress or args.quiet),
     )
-    if args.scans < 1:
-        raise ParamError(f"--scans must be >= 1, got {args.scans}")
+    if args.scans < 1 or args.heights < 1:
+        raise ParamError(f"--scans and --heights must be >= 1, got {args.scans}, {args.heights}")
+    if args.heights > 1:
+        from teravox.synth.stitch import write_zstack
+
+        if args.scans > 1 or args.center is not None or args.half_acquisition:
+            raise ParamError("--heights does not combine with --scans, --center or --half-acquisition")
+        n_angles, n_rows, n_cols = SIZES[args.size or "tiny"]
+        rows = args.rows or n_rows
+        res = write_zstack(args.out, args.heights, rows_per_level=rows,
+                           overlap_rows=int(args.overlap if args.overlap is not None else max(1, rows // 4)),
+                           n_cols=args.cols or n_cols, n_angles=args.angles or n_angles,
+                           supersample=args.supersample, noise=args.noise, seed=args.seed,
+                           pixel_size_m=args.pixel_size, progress=not (args.no_progress or args.quiet))
+        if not args.quiet:
+            print(f"wrote {len(res['files'])} height steps to {args.out}/ (row 0 of each at "
+                  f"{', '.join(f'{h:.2f}' for h in res['heights_px'])} of {res['total_rows']} rows) and the "
+                  f"whole height as {res['talls'][0].name}; heights in {res['sheet']}")
+        return 0
     if args.scans > 1:
         if args.center is not None or args.half_acquisition:
             raise ParamError("--scans does not combine with --center or --half-acquisition")

@@ -13,9 +13,10 @@ measured, and all positions are then solved for at once:
    minimum (``min_significance``) has no features to align on and is left to the motors.
 2. **Sub-pixel refinement** (:func:`refine`), on each of several projections spread over
    the scan: Gauss–Newton on the shift and a gain (b × gain ≈ a: an exposure or flat-field
-   difference), the right image interpolated by cubic splines (scipy.ndimage).  The
-   paraboloid on the integer grid is biased by up to ~0.1 px; this converges to the least-
-   squares shift, with a standard error from the residual and the image gradients.
+   difference), both images smoothed by a 0.8 px Gaussian and the right one interpolated by
+   cubic splines (scipy.ndimage).  The paraboloid on the integer grid is biased by up to
+   ~0.1 px; this converges to the least-squares shift, with a standard error from the
+   residual and the image gradients.
    Each projection gives one measurement of the pair.
 3. **Global fit** (:func:`solve`): weighted least squares for every scan's (dx, dy) relative
    to scan 0 from all measurements (weight 1/σ²) and the motor positions (a weak prior,
@@ -327,7 +328,6 @@ class Refined:
     gain: float                     # b × gain ≈ a over the overlap
     sigma: tuple[float, float]      # standard errors of (dx, dy); inf for an axis held fixed
     rms: float                      # residual RMS after the fit, image units
-    n: int                          # pixels compared
 
 
 def refine(a: np.ndarray, b: np.ndarray, start: tuple[float, float], *,
@@ -400,8 +400,7 @@ def refine(a: np.ndarray, b: np.ndarray, start: tuple[float, float], *,
     sigma = [math.inf, math.inf]
     for k, i in enumerate(free):
         sigma[i] = math.sqrt(max(cov[k, k], 0.0))
-    return Refined(float(s[0]), float(s[1]), float(gain), (sigma[0], sigma[1]),
-                   math.sqrt(float(np.mean(resid**2))), int(resid.size))
+    return Refined(float(s[0]), float(s[1]), float(gain), (sigma[0], sigma[1]), math.sqrt(float(np.mean(resid**2))))
 
 
 # -- the measurements of a pair ------------------------------------------------------------------

@@ -200,6 +200,11 @@ def test_z_stitch_stage_joins_levels(tmp_path: Path) -> None:
     assert out.shape == (int(np.floor(z[2] + 23)) + 1, 32, 32) and out.dtype == np.float32
     assert float(np.sqrt(np.mean((out - tall[:len(out)]) ** 2))) < 0.02
     assert json.loads((tmp_path / "out" / "zstitch.json").read_text())["shape"] == list(out.shape)
+    # a budget too small for two whole slices: blocks of 16 y rows, the same volume
+    assert z_stitch.block_shape(dict(plan, memory={"budget": 98304}), 32, 2) == (2, 16)
+    tiled = z_stitch.run(dict(plan, memory={"budget": 98304}), output=tmp_path / "tiled.h5", report=None)
+    with h5py.File(tiled["volume"]) as f:
+        np.testing.assert_array_equal(f["/exchange/data"][()], out)
     from pypdf import PdfReader
 
     text = " ".join(p.extract_text() for p in PdfReader(doc["report"]).pages)

@@ -6,8 +6,8 @@ reconstructed slices near their seam (:func:`teravox.stitch.zstack.find_seam`, a
 heights' guess), matches their values, and writes ``<name>_recon.h5`` block by block — each
 tall row from the levels that cover it, blended by distance from their top and bottom edges
 — with ``zstitch.json`` (offsets, correlations, gains, warnings) and ``<name>_report.pdf``
-(the stack and its seams).  Reads at most a block of rows and the slices near one seam at a
-time.
+(the stack and its seams).  Reads at most a block of rows (in strips of y rows when whole
+slices would not fit the memory budget) and the slices near one seam at a time.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from teravox.stages._common import cli_entry
 from teravox.stitch import zstack
 
 GAIN_WARN = 0.05          # a level whose values are matched by more than this is named
+STRIP_PX = 1024           # y rows of a slice read at a time for the seam search
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,13 +93,22 @@ class _Level:
         self.mapping = DtypeMapping.from_attrs(ds.attrs) if "dtype" in ds.attrs else DtypeMapping("float32")
         self.n = int(ds.shape[2])
 
-    def rows(self, start: int, stop: int, n: int, binning: int = 1) -> np.ndarray:
-        """Rows start..stop as float32 values, cut to n × n about the axis and binned in-plane."""
-        out = []
-        for r in range(start, stop):
-            v = zstack.crop_to(self.mapping.to_values(self.ds[r:r + 1]), n)
-            out.append(zstack.bin_slices(v, binning))
-        return np.concatenate(out) if out else np.zeros((0, n // binning, n // binning), np.float32)
+    def rows(self, start: int, stop: int, n: int, ys: slice | None = None) -> np.ndarray:
+        """Rows start..stop, y rows ``ys`` of the n × n grid, as float32 values cut about the axis."""
+        ys = slice(0, n) if ys is None else ys
+        sy, sx, odd = zstack.crop_window(self.n, n, ys)
+        block = self.mapping.to_values(self.ds[start:stop, sy, sx])
+        return zstack.halve(block) if odd else block
+
+    def binned(self, start: int, stop: int, n: int, binning: int) -> np.ndarray:
+        """Rows start..stop binned in-plane, read a strip of y rows at a time."""
+        m = n // binning
+        out = np.empty((stop - start, m, m), dtype=np.float32)
+        strip = max(binning, STRIP_PX // binning * binning)
+        for y0 in range(0, m * binning, strip):
+            y1 = min(m * binning, y0 + strip)
+            out[:, y0 // binning:y1 // binning] = zstack.bin_slices(self.rows(start, stop, n, slice(y0, y1)), binning)
+        return out
 
     def close(self) -> None:
         self.f.close()
@@ -118,7 +128,7 @@ def find_seams(plan: dict[str, Any], levels: list[_Level], n: int) -> tuple[list
         if head < zstack.MIN_ROWS or tail >= r_u:
             raise StageError(f"{names[k + 1]} is {guess:.1f} rows below {names[k]}, which has {r_u} rows: "
                              f"they do not overlap")
-        seam = zstack.find_seam(up.rows(tail, r_u, n, binning), tail, lo.rows(0, head, n, binning), guess,
+        seam = zstack.find_seam(up.binned(tail, r_u, n, binning), tail, lo.binned(0, head, n, binning), guess,
                                 window=2 * half, upper=k, lower=k + 1)
         pair = f"{names[k + 1]} below {names[k]}"
         if not seam.determined:
@@ -134,18 +144,21 @@ def find_seams(plan: dict[str, Any], levels: list[_Level], n: int) -> tuple[list
     return seams, warns
 
 
-def _blocks(stack: zstack.Stack, levels: list[_Level], n: int, step: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(first tall row, joined rows) block by block."""
-    for u0 in range(0, stack.n_rows, step):
-        u1 = min(stack.n_rows, u0 + step)
-        reads = []
-        for k, lv in enumerate(levels):
-            src = stack.source_rows(k, u0, u1)
-            reads.append(None if src is None else (src.start, lv.rows(src.start, src.stop, n)))
-        yield u0, zstack.blend_rows(stack, u0, u1, reads)
+def _blocks(stack: zstack.Stack, levels: list[_Level], n: int, rows: int,
+            tile: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(first tall row, first y row, joined block) for blocks of ``rows`` tall rows × ``tile`` y rows."""
+    for u0 in range(0, stack.n_rows, rows):
+        u1 = min(stack.n_rows, u0 + rows)
+        for y0 in range(0, n, tile):
+            ys = slice(y0, min(n, y0 + tile))
+            reads = []
+            for k, lv in enumerate(levels):
+                src = stack.source_rows(k, u0, u1)
+                reads.append(None if src is None else (src.start, lv.rows(src.start, src.stop, n, ys)))
+            yield u0, y0, zstack.blend_rows(stack, u0, u1, reads)
 
 
-def write_volume(path: Path, blocks: Iterator[tuple[int, np.ndarray]], shape: tuple[int, int, int],
+def write_volume(path: Path, blocks: Iterator[tuple[int, int, np.ndarray]], shape: tuple[int, int, int],
                  mapping: DtypeMapping, params: Any, attrs: dict[str, Any], prov: dict[str, Any],
                  progress: bool = False) -> Path:
     """The one writer of the stack's volume: /exchange/data (chunked, compressed as the
@@ -162,20 +175,23 @@ def write_volume(path: Path, blocks: Iterator[tuple[int, np.ndarray]], shape: tu
             ds.attrs[key] = value
         pyr = [f.create_dataset(f"/exchange/data_{fac}x", shape=shp, dtype=np.float32, chunks=True)
                for fac, shp in zip(factors, level_shapes(shape, params.pyramid), strict=True)]
-        for u0, block in bar(blocks, desc="z-stitch", unit="block", enable=progress):
-            ds[u0:u0 + block.shape[0]] = mapping.apply(block)
+        for u0, y0, block in bar(blocks, desc="z-stitch", unit="block", enable=progress):
+            ds[u0:u0 + block.shape[0], y0:y0 + block.shape[1]] = mapping.apply(block)
             for fac, lds in zip(factors, pyr, strict=True):
                 small = downsample_mean(block, fac)
-                lds[u0 // fac:u0 // fac + small.shape[0]] = small
+                lds[u0 // fac:u0 // fac + small.shape[0], y0 // fac:y0 // fac + small.shape[1]] = small
         provenance.write(f, stage="z-stitch", params=params.to_dict(), **prov)
     return path
 
 
-def block_rows(plan: dict[str, Any], n: int, factor: int) -> int:
-    """Tall rows per block: a quarter of the budget for the block, its sources and their values
-    (~6 float32 slices per row), a multiple of the pyramid's largest factor."""
-    rows = max(1, int(plan["memory"]["budget"] // 4 // max(1, 6 * 4 * n * n)))
-    return max(factor, rows // factor * factor)
+def block_shape(plan: dict[str, Any], n: int, factor: int) -> tuple[int, int]:
+    """Tall rows and y rows per block: a quarter of the budget for the block, its sources and
+    their values (~6 float32 copies), both multiples of the pyramid's largest factor; whole
+    slices while ``factor`` of them fit, else strips of y rows (a 24 000² slice is 2.3 GB)."""
+    voxels = max(1, int(plan["memory"]["budget"] // 4 // (6 * 4)))
+    if voxels >= factor * n * n:
+        return max(factor, voxels // (n * n) // factor * factor), n
+    return factor, min(n, max(factor, voxels // (factor * n) // factor * factor))
 
 
 def output_mapping(params: Any, stack: zstack.Stack, levels: list[_Level]) -> DtypeMapping:
@@ -222,7 +238,7 @@ def run(plan: dict[str, Any], volumes: list[str] | None = None, output: str | Pa
                                                                          stack.rows, stack.gain, strict=True)],
                "seams": [s.to_dict() for s in seams], "seam_rows": stack.seam_rows(), "warnings": warns}
         factor = max([1, *[2**k for k in range(1, params.pyramid + 1)]])
-        write_volume(out, _blocks(stack, levels, n, block_rows(plan, n, factor)), shape, mapping, params,
+        write_volume(out, _blocks(stack, levels, n, *block_shape(plan, n, factor)), shape, mapping, params,
                      {"quantity": "attenuation per pixel"},
                      {"plan": {k: v for k, v in plan.items() if k != "level_plans"},
                       "input": [str(p) for p in paths], "zstitch": doc,

@@ -85,21 +85,28 @@ def bin_slices(slices: np.ndarray, factor: int) -> np.ndarray:
     return s[:, :ny, :nx].reshape(k, ny // factor, factor, nx // factor, factor).mean(axis=(2, 4))
 
 
-def crop_to(slices: np.ndarray, n: int) -> np.ndarray:
-    """Slices (k, m, m) of a grid centred on the rotation axis cut to (k, n, n) about the same
-    axis; an odd difference puts the axis half-way between pixels, so two neighbours are
-    averaged (linear interpolation) along each axis."""
-    m = slices.shape[-1]
-    if m == n:
-        return slices
+def crop_window(m: int, n: int, ys: slice) -> tuple[slice, slice, bool]:
+    """Where rows ``ys`` of an n × n grid centred on the rotation axis lie in an m × m one (m ≥ n):
+    the source (y, x) slices, and whether neighbours must be averaged (an odd m − n puts the
+    axis half-way between pixels: linear interpolation along each axis)."""
     if m < n:
         raise ValueError(f"cannot cut {m} × {m} slices to {n} × {n}")
-    c = (m - n) // 2
-    if (m - n) % 2 == 0:
-        return slices[..., c:c + n, c:c + n]
-    s = slices[..., c:c + n + 1, c:c + n + 1].astype(np.float32)
+    c, odd = (m - n) // 2, (m - n) % 2
+    return slice(ys.start + c, ys.stop + c + odd), slice(c, c + n + odd), bool(odd)
+
+
+def halve(block: np.ndarray) -> np.ndarray:
+    """Neighbours averaged along the last two axes (the odd case of :func:`crop_window`)."""
+    s = np.asarray(block, dtype=np.float32)
     s = 0.5 * (s[..., :-1, :] + s[..., 1:, :])
     return 0.5 * (s[..., :, :-1] + s[..., :, 1:])
+
+
+def crop_to(slices: np.ndarray, n: int) -> np.ndarray:
+    """Slices (k, m, m) of a grid centred on the rotation axis cut to (k, n, n) about the same axis."""
+    sy, sx, odd = crop_window(slices.shape[-1], n, slice(0, n))
+    out = slices[..., sy, sx]
+    return halve(out) if odd else out
 
 
 def fov(n: int) -> np.ndarray:

@@ -62,10 +62,9 @@ def check_plan(plan: dict[str, Any]) -> None:
 
 
 def volume_paths(plan: dict[str, Any], volumes: list[str] | None = None) -> list[Path]:
-    """Each level's volume: by its file name among ``volumes``, else in its workdir."""
-    wd = planmod.workdir(plan)
+    """Each level's volume: by its file name among ``volumes``, else in the level plan's workdir."""
     if volumes is None:
-        return [wd / lv["name"] / lv["volume"] for lv in plan["levels"]]
+        return [Path(lp["workdir"]) / lv["volume"] for lv, lp in zip(plan["levels"], plan["level_plans"], strict=True)]
     by_name = {Path(v).name: Path(v) for v in volumes}
     missing = [lv["volume"] for lv in plan["levels"] if lv["volume"] not in by_name]
     if missing:

@@ -291,6 +291,25 @@ def test_scan_sheet_run(tmp_path: Path) -> None:
     assert vol.shape[1] > 64 and np.isfinite(vol).all() and vol.std() > 0  # the stitched width
 
 
+def test_vertical_stack_run(tmp_path: Path) -> None:
+    """A scan sheet with three height steps: the levels run as acquisitions of their own, and
+    Z_STITCH joins their volumes into the stack's, as `teravox run` does."""
+    data = tmp_path / "stack"
+    subprocess.run([sys.executable, "-m", "teravox.cli", "synth", str(data), "--heights", "3", "--rows", "16",
+                    "--overlap", "6", "--angles", "30", "--cols", "48", "--no-progress"],
+                   check=True, capture_output=True)
+    run = nextflow(tmp_path / "launch", "--synth", "false", "--scan_sheet", str(data / "scans.csv"))
+    assert_succeeded(run)
+    tasks = [t["process"] for t in run.trace()]
+    assert tasks.count("MERGE") == 3 and tasks.count("Z_STITCH") == 1 and "STITCH_ALIGN" not in tasks
+    out = run.published("scans")
+    assert {p.name for p in out.iterdir()} == {"plan.json", "scans_recon.h5", "scans_report.pdf", "zstitch.json"}
+    doc = json.loads((out / "zstitch.json").read_text())
+    assert [lv["name"] for lv in doc["levels"]] == ["scans_z00", "scans_z01", "scans_z02"] and not doc["warnings"]
+    vol = volume(out / "scans_recon.h5")
+    assert vol.shape[0] > 16 * 2 and np.isfinite(vol).all() and vol.std() > 0   # taller than two levels
+
+
 def test_tori_run_with_an_awkward_scan_name(tmp_path: Path) -> None:
     """A .tori that names its scan (relative to the .tori), the scan's name full of shell
     syntax: the run works, the outputs carry the name, and nothing the name says runs."""

@@ -125,7 +125,7 @@ def make_zstack(sheet, levels, params, workdir: str | Path, pixel: tuple[float |
         "zstitch": {"guess_dz": guess, "window_px": sp.window_px, "pixel_size_m": pixel[0],
                     "pixel_size_source": pixel[1], "height_sign": sp.height_sign,
                     "blend": "linear ramps from each volume's top and bottom, normalised to 1",
-                    "match": "upper ≈ gain · lower + offset (reduced major axis over the overlap)"},
+                    "match": "upper ≈ gain · lower (the ratio of the overlap's means)"},
         "recon_shape": [int(round(sum(guess) + rows[-1])), n, n],
         "memory": {"budget": params.memory_bytes()},
         "outputs": {"volume": f"{stem}_recon.h5", "report": f"{stem}_report.pdf", "zstitch": "zstitch.json"},

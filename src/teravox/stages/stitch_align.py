@@ -7,7 +7,7 @@ few projections spread over the scan; the integer search runs on the first and t
 other-end projections, the sub-pixel fit on each of them (:mod:`teravox.stitch.align`).
 All positions are then solved at once.  Writes shifts.json (every scan's (dx, dy) relative
 to scan 0 and its gain, every pair's measurements, residuals and cost map, warnings) and a
-figure of the cost maps and residuals (PNG or PDF).  Holds one pair's strips at a time.
+figure of the integer searches' cost maps (PNG or PDF).  Holds one pair's strips at a time.
 """
 
 from __future__ import annotations

@@ -417,7 +417,7 @@ def check_levels(levels: Sequence[Level], pixel_size_m: float | None, *, window_
             if abs(p1 - p0) > half:
                 raise PlanError(
                     f"the levels of the vertical stack are laid out differently: {r1.label} sits {p1:+.1f} px "
-                    f"from its level's first scan, but {r0.label}, its counterpart one level up, sits {p0:+.1f} px "
+                    f"from its level's first scan, but {r0.label}, its counterpart in level 0, sits {p0:+.1f} px "
                     f"from its own (more than ±{half} px apart); check the positions")
 
 

@@ -8,7 +8,6 @@ process Z_STITCH {
     tag "${meta.id}"
     label 'process_merge'
     container "${params.container_cpu}"
-    publishDir "${params.outdir}/${meta.id}", mode: params.publish_dir_mode, pattern: '{*_recon.h5,*_report.pdf,zstitch.json}'
 
     input:
     tuple val(meta), path(plan, stageAs: 'plan.json'), path(volumes, stageAs: 'levels/*')

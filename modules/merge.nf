@@ -1,8 +1,11 @@
 /*
  * MERGE: join the recon_<j>.h5 chunks into <scan>_recon.h5 (physically by default, or as a
- * virtual dataset with --merge virtual), with the pyramid levels beside the volume. The
- * chunk files travel on to CLEANUP. The volume's name comes from the plan, not from the
- * script, so a scan's name never reaches the shell.
+ * virtual dataset with --merge virtual), with the pyramid levels beside the volume; and/or,
+ * after --format, hard-link the RECONSTRUCT jobs' pieces (staged here as links into their
+ * work directories) into <scan>_recon.zarr (OME-Zarr, + pyramid and metadata) and
+ * <scan>_recon_tiff/ (+ <scan>_recon_tiff.json). The chunk files travel on to CLEANUP.
+ * The volumes' names come from the plan, not from the script, so a scan's name never
+ * reaches the shell.
  */
 process MERGE {
     tag "${meta.id}"
@@ -13,8 +16,8 @@ process MERGE {
     tuple val(meta), path(plan), path(chunks)
 
     output:
-    tuple val(meta), path('*_recon.h5'), emit: volume
-    tuple val(meta), path('recon_*.h5', includeInputs: true), emit: chunks
+    tuple val(meta), path('*_recon*'), emit: volume
+    tuple val(meta), path('recon_*', includeInputs: true), emit: chunks
     path 'versions.yml', emit: versions
 
     script:

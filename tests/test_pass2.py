@@ -27,7 +27,7 @@ def run_stages(scan: Path, work: Path, **params) -> tuple[dict, Path]:
     collect.run(plan)
     for c in plan["sino_chunks"]:
         reconstruct.run_chunk(plan, c["index"])
-    return plan, merge.run(plan)
+    return plan, merge.run(plan)["hdf5"]
 
 
 @pytest.fixture(scope="module")

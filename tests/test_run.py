@@ -473,7 +473,7 @@ def test_reconstruct_stage_on_the_gpu_driver_matches_cpu(tmp_path, monkeypatch):
     params = dataclasses.replace(planmod.params_of(plan), backend="fourier-gpu")
     gplan = {**plan, "params": params.to_dict(),
              "recon_device": {"backend": "fourier-gpu", "batch_pairs": 1}}
-    written = stage.run_chunk(gplan, 1, outdir=tmp_path / "gpu")
+    (written,) = stage.run_chunk(gplan, 1, outdir=tmp_path / "gpu")
     assert calls and all(kw["batch_pairs"] == 1 and kw["measured"] is not None for kw in calls)
     with h5py.File(out / "recon_0001.h5") as a, h5py.File(written) as b:
         x, y = a["/exchange/data"][()], b["/exchange/data"][()]

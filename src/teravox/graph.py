@@ -19,7 +19,7 @@ class Stage:
     needs: tuple[str, ...]    # stages whose outputs this one reads
     fanout: str | None = None  # "proj_chunks" / "sino_chunks": one job per chunk of the plan
     only: str | None = None   # "lateral": scans side by side (stitch-align); "vertical": a stack (z-stitch)
-    outputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()  # what it can write (the plan's formats choose among volumes)
 
     @property
     def optional(self) -> bool:
@@ -40,9 +40,9 @@ STAGES: tuple[Stage, ...] = (
     Stage("collect", "COLLECT", "process_collect", ("plan", "preprocess"),
           outputs=("projections.h5",)),
     Stage("reconstruct", "RECONSTRUCT", "process_reconstruct", ("plan", "collect"),
-          fanout="sino_chunks", outputs=("recon_<j>.h5",)),
+          fanout="sino_chunks", outputs=("recon_<j>.h5", "recon_<j>.zarr", "recon_<j>_tiff")),
     Stage("merge", "MERGE", "process_merge", ("plan", "reconstruct"),
-          outputs=("<scan>_recon.h5",)),
+          outputs=("<scan>_recon.h5", "<scan>_recon.zarr", "<scan>_recon_tiff")),
     Stage("report", "REPORT", "process_report", ("plan", "stitch-align", "collect", "merge"),
           outputs=("<scan>_report.pdf",)),
     Stage("cleanup", "CLEANUP", "process_cleanup", ("plan", "merge", "report")),

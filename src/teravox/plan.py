@@ -29,6 +29,7 @@ from teravox import __version__
 from teravox.config import Params, from_mapping
 from teravox.errors import PlanError
 from teravox.io.scan import Scan
+from teravox.io.volume import output_names
 
 PLAN_FORMAT = 1
 GIB = 2**30
@@ -66,16 +67,17 @@ def split(n: int, k: int) -> list[Chunk]:
     return [Chunk(i, int(a), int(b)) for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True))]
 
 
-def split_even(n: int, k: int) -> list[Chunk]:
-    """Like :func:`split`, with every boundary on an even row.
+def split_even(n: int, k: int, align: int = 2) -> list[Chunk]:
+    """Like :func:`split`, with every boundary on an even row (a multiple of ``align``, even).
 
     The fourier backend reconstructs two real slices as one complex transform; with
     chunks and subchunks aligned to pairs, each slice has the same partner whatever the
-    chunking, so the volume does not depend on it (to float32 rounding).
+    chunking, so the volume does not depend on it (to float32 rounding).  A Zarr volume
+    aligns them on its chunk height, so that no two jobs write the same chunk.
     """
     if k * 2 > n:
         return split(n, k)
-    edges = (np.linspace(0, n, k + 1) / 2).round().astype(int) * 2
+    edges = (np.linspace(0, n, k + 1) / align).round().astype(int) * align
     edges[-1] = n
     return [Chunk(i, int(a), int(b)) for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True))]
 
@@ -230,6 +232,20 @@ def device_plan(params: Params, n_angles: int, columns: int, n: int) -> dict[str
     return out
 
 
+def merge_formats_bytes(params: Params, zarr_chunks: list[int] | None, n: int) -> int:
+    """Peak memory of merge's Zarr and TIFF work (linking needs none): the pyramid's tiles
+    (:func:`teravox.io.omezarr.pyramid_bytes`), or a BigTIFF's slice being copied."""
+    from teravox.io.omezarr import pyramid_bytes
+
+    itemsize = np.dtype(params.dtype).itemsize
+    need = 0
+    if zarr_chunks and params.pyramid:
+        need = pyramid_bytes(tuple(zarr_chunks), itemsize)
+    if "tiff" in params.format and params.tiff_layout == "bigtiff":
+        need = max(need, 2 * n * n * itemsize)
+    return JOB_BASE_BYTES + need
+
+
 def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
               scan_name: str | None = None, extra_inputs: dict[str, Any] | None = None) -> dict[str, Any]:
     """The plan as a JSON-able dict.  Raises PlanError for combinations that cannot work."""
@@ -359,6 +375,14 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
                             f"({n_p} angles × {cols_padded} padded columns → {n_out}² needs ~{need / 2**20:.0f} MiB)")
         if pairs and srow > 2 * pairs and srow < rows_max:
             srow -= srow % (2 * pairs)  # whole GPU batches: none runs part-empty
+    zarr_chunks = None
+    if "zarr" in params.format:  # each job writes whole chunks of the OME-Zarr volume, and only its own
+        from teravox.io.omezarr import chunk_rows, chunk_shape
+
+        rows = chunk_rows(srow, n_r, j)
+        zarr_chunks = list(chunk_shape(rows, n_out))
+        sino_chunks = split_even(n_r, j, max(2, rows))
+        srow -= srow % rows
     if pairs:  # a subchunk smaller than a batch makes the batch smaller
         device["batch_pairs"] = min(pairs, -(-srow // 2))
         device["gpu_peak_estimate"] = fourier_gpu.device_bytes(n_angles_recon, cols_padded, n_out,
@@ -410,18 +434,19 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
         "merge_block_rows": merge_rows,
         "pad_width_px": pad,
         "recon_shape": [n_r, n_out, n_out],
+        "zarr_chunks": zarr_chunks,
         "recon_angles": n_angles_recon,
         "recon_device": device,
         "memory": {
             "budget": budget,
             "preprocess_peak_estimate": prep_peak,
             "reconstruct_peak_estimate": recon_peak,
+            "merge_zarr_tiff_peak_estimate": merge_formats_bytes(params, zarr_chunks, n_out),
         },
         "outputs": {
             "projections": "projections.h5",
             "proj_chunk": "proj_{index:04d}.h5",
-            "recon_chunk": "recon_{index:04d}.h5",
-            "volume": f"{name}_recon.h5",
+            **output_names(name, params.tiff_layout),
             "report": f"{name}_report.pdf",
         },
     }

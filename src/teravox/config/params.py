@@ -35,6 +35,7 @@ RingMethod = Literal["off", "fft", "wavelet-fft", "sinogram"]
 Backend = Literal["auto", "fourier", "fourier-gpu", "tomopy", "tomocupy"]
 FilterName = Literal["ramp", "shepp-logan", "cosine", "hann", "hamming", "parzen"]
 OutDtype = Literal["float32", "float16", "uint16", "uint8"]
+VolumeFormat = Literal["hdf5", "zarr", "tiff"]
 
 
 @dataclass
@@ -117,9 +118,15 @@ class Params:
     sino_subchunk_rows: int | None = _p(None, "sinograms per pass-2 subchunk (default: from memory)", "chunks")
 
     # -- output ---------------------------------------------------------------------------
-    merge: Literal["copy", "virtual"] = _p("copy", "merge chunks physically ('copy') or as a virtual dataset", "output")
-    compression: Literal["none", "gzip", "lzf"] = _p("none", "compression of the merged volume", "output")
-    pyramid: int = _p(0, "number of downsampled levels (2x, 4x, ...) written beside the volume", "output")
+    format: list[VolumeFormat] = _p(
+        ["hdf5"], "volume formats, one or several (e.g. zarr,tiff): hdf5 (DXchange <scan>_recon.h5), "
+        "zarr (OME-Zarr <scan>_recon.zarr, multiscale), tiff (<scan>_recon_tiff/, one file per slice)", "output")
+    tiff_layout: Literal["slices", "bigtiff"] = _p(
+        "slices", "format tiff: one file per slice ('slices', written by the reconstruct jobs) "
+        "or one <scan>_recon.tif BigTIFF ('bigtiff', assembled by merge)", "output")
+    merge: Literal["copy", "virtual"] = _p("copy", "HDF5 volume: merge chunks physically ('copy') or as a virtual dataset", "output")
+    compression: Literal["none", "gzip", "lzf"] = _p("none", "compression of the merged volume (HDF5; zarr: none or gzip)", "output")
+    pyramid: int = _p(0, "number of downsampled levels (2x, 4x, ...) written beside the volume (HDF5, OME-Zarr)", "output")
     report_slow_axis_step: int = _p(0, "sub-sampling of the slow axis in the report (0 = automatic)", "output")
     keep_intermediates: bool = _p(False, "keep chunk files and the virtual projection file", "output")
 
@@ -284,6 +291,17 @@ def validate(p: Params, source: str = "parameters") -> None:
         raise ParamError(f"{source}: circ_mask_ratio must be in (0, 1.5], got {p.circ_mask_ratio}")
     if p.fourier_upsampfac not in (1.25, 2.0):
         raise ParamError(f"{source}: fourier_upsampfac must be 1.25 or 2.0, got {p.fourier_upsampfac}")
+    _validate_output(p, source)
+
+
+def _validate_output(p: Params, source: str) -> None:
+    """Formats and the output options each of them can honour."""
+    if not p.format or len(set(p.format)) != len(p.format):
+        raise ParamError(f"{source}: format must list hdf5, zarr and/or tiff, each once; got {p.format}")
+    if "zarr" in p.format and p.compression == "lzf":
+        raise ParamError(f"{source}: compression lzf exists only in HDF5; with format zarr use none or gzip")
+    if "tiff" in p.format and p.dtype == "float16":
+        raise ParamError(f"{source}: format tiff: ImageJ/Fiji cannot read float16; use dtype float32, uint16 or uint8")
 
 
 def load_file(path: str | Path) -> dict[str, Any]:

@@ -115,14 +115,54 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Like :func:`atomic_path` for a directory (a Zarr store, a TIFF stack): the block fills
+    ``<name>.tmp-<pid>/``, which replaces ``path`` only if the block succeeds.
+
+    A directory cannot be swapped in one step for another: an older ``path`` is removed
+    first, so a kill between the two leaves it absent, never half-written.
+    """
+    final = Path(path)
+    tmp = tmp_name(final)
+    try:
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            remove_tree(tmp)
+            tmp.mkdir()
+        except OSError as exc:
+            raise StageError(f"{final.parent}: cannot write {final.name} there ({exc.strerror})") from None
+        yield tmp
+        remove_tree(final)
+        try:
+            os.replace(tmp, final)
+        except OSError as exc:
+            raise StageError(f"{final}: cannot put the finished directory there ({exc.strerror})") from None
+    except OSError as exc:
+        if is_no_space(exc):
+            raise no_space_error(final.parent, f"{final.name} could not be written", exc) from None
+        raise
+    finally:
+        remove_tree(tmp)
+
+
+def remove_tree(path: str | os.PathLike) -> None:
+    """Remove a file, a link or a directory tree; nothing if absent."""
+    p = Path(path)
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p)
+    elif p.exists() or p.is_symlink():
+        p.unlink()
+
+
 def remove_stale(directory: str | os.PathLike, pattern: str = TMP_PATTERN, *, all_: bool = False) -> list[Path]:
-    """Remove temporary files of jobs that died (their pid no longer runs on this machine), or
-    with ``all_`` every temporary file (when nothing else can be writing in ``directory``)."""
+    """Remove temporary files and directories of jobs that died (their pid no longer runs on this
+    machine), or with ``all_`` every one (when nothing else can be writing in ``directory``)."""
     removed = []
     for p in Path(directory).glob(pattern):
         pid = p.name.rsplit(".tmp-", 1)[-1]
         if pid.isdigit() and (all_ or not _alive(int(pid))):
-            p.unlink(missing_ok=True)
+            remove_tree(p)
             removed.append(p)
     return removed
 

@@ -21,7 +21,8 @@ def versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"teravox": __version__, "python": platform.python_version()}
-    for name in ("numpy", "scipy", "h5py", "finufft", "algotom", "scikit-image"):
+    for name in ("numpy", "scipy", "h5py", "finufft", "algotom", "scikit-image", "zarr", "ome-zarr",
+                 "tifffile"):
         try:
             out[name] = md.version(name)
         except md.PackageNotFoundError:
@@ -29,20 +30,30 @@ def versions() -> dict[str, str]:
     return out
 
 
+def record(*, stage: str, params: dict[str, Any] | None = None, plan: dict[str, Any] | None = None,
+           **extra: Any) -> dict[str, Any]:
+    """Version, stage, time, parameters, plan and extra facts: what every output carries, as
+    HDF5 attributes (:func:`write`), Zarr attributes or a JSON file beside a TIFF stack."""
+    out: dict[str, Any] = {"version": __version__, "stage": stage,
+                           "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions()}
+    if params is not None:
+        out["parameters"] = params
+    if plan is not None:
+        out["plan"] = plan
+    return {**out, **extra}
+
+
 def write(f: h5py.File, *, stage: str, params: dict[str, Any] | None = None,
           plan: dict[str, Any] | None = None, **extra: Any) -> h5py.Group:
-    """Write version, stage, time, parameters, plan and extra facts as JSON strings/attributes."""
+    """Write :func:`record` under ``/process/teravox``."""
+    return attach(f, record(stage=stage, params=params, plan=plan, **extra))
+
+
+def attach(f: h5py.File, rec: dict[str, Any]) -> h5py.Group:
+    """A :func:`record` as attributes of ``/process/teravox`` (JSON strings for structured values)."""
     g = f.require_group("/process/teravox")
-    g.attrs["version"] = __version__
-    g.attrs["stage"] = stage
-    g.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    g.attrs["versions"] = json.dumps(versions())
-    if params is not None:
-        g.attrs["parameters"] = json.dumps(params, sort_keys=True)
-    if plan is not None:
-        g.attrs["plan"] = json.dumps(plan, sort_keys=True)
-    for key, value in extra.items():
-        g.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value)
+    for key, value in rec.items():
+        g.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value, sort_keys=True)
     return g
 
 
@@ -150,12 +161,20 @@ def output_problem(path: str | os.PathLike, stage: str, plan_digest: str,
             prov = read(f)
             if not isinstance(ds, h5py.Dataset) or prov.get("stage") != stage:
                 return "incomplete (no /exchange/data or no provenance)"
-            if len(ds.shape) != len(shape) or any(
-                    w is not None and w != g for w, g in zip(shape, ds.shape, strict=True)):
-                want = tuple("any" if w is None else w for w in shape)
-                return f"has shape {ds.shape}, the plan expects {want}"
-            if prov.get("plan_digest") != plan_digest:
-                return "was made for another plan or other parameters"
+            return record_problem(prov, stage, plan_digest, tuple(ds.shape), shape)
     except OSError as exc:
         return f"unreadable ({exc})"
+
+
+def record_problem(prov: dict[str, Any], stage: str, plan_digest: str, got: tuple[int, ...],
+                   shape: tuple[int | None, ...]) -> str | None:
+    """Why an output whose provenance is ``prov`` and whose data has shape ``got`` cannot be
+    trusted for this plan (see :func:`output_problem`), or None."""
+    if prov.get("stage") != stage:
+        return "incomplete (no provenance of the stage that writes it)"
+    if len(got) != len(shape) or any(w is not None and w != g for w, g in zip(shape, got, strict=True)):
+        want = tuple("any" if w is None else w for w in shape)
+        return f"has shape {got}, the plan expects {want}"
+    if prov.get("plan_digest") != plan_digest:
+        return "was made for another plan or other parameters"
     return None

@@ -18,7 +18,7 @@ from pathlib import Path
 from teravox import graph
 from teravox.config import Params
 from teravox.errors import StageError
-from teravox.io.atomic import free_bytes, no_space_error, remove_stale
+from teravox.io.atomic import free_bytes, no_space_error, remove_stale, remove_tree
 from teravox.prep.pipeline import Patched
 from teravox.runner.executor import Executor, Job, JobResult, LocalExecutor
 from teravox.runner.lock import output_lock
@@ -41,13 +41,18 @@ class StageTiming:
 class RunSummary:
     plan: dict
     outdir: Path
-    volume: Path
+    volumes: dict[str, Path]
     report: Path
     stages: list[StageTiming]
     seconds: float
     raw_bytes: int
     voxels: int
     patched: Patched | None = None
+
+    @property
+    def volume(self) -> Path:
+        """The first of the volumes, in the order hdf5, zarr, tiff."""
+        return next(iter(self.volumes.values()))
 
     def table(self) -> str:
         mib = 2**20
@@ -144,6 +149,7 @@ def _run_locked(scan: str | Path | None, outdir: Path, params: Params, *, jobs: 
                 executor: Executor | None, progress: bool, cpus_per_job: int, time_per_job_s: int,
                 sheet: str | None, log: Callable[[str], None], warn: Callable[[str], None],
                 held: bool = True) -> RunSummary:
+    from teravox.io.volume import volume_paths
     from teravox.stages.plan import make, save, summary
 
     t_start = time.perf_counter()
@@ -161,9 +167,9 @@ def _run_locked(scan: str | Path | None, outdir: Path, params: Params, *, jobs: 
         log(f"removed {len(stale)} temporary file(s) left by an interrupted run")
     if force:
         for p_, path in plans:
-            for name in ("proj_*.h5", "recon_*.h5", p_["outputs"]["projections"]):
+            for name in ("proj_*.h5", "recon_[0-9]*", p_["outputs"]["projections"]):
                 for f in path.parent.glob(name):
-                    f.unlink()
+                    remove_tree(f)
     if executor is None:
         from teravox.resources import cpus_available
 
@@ -200,7 +206,8 @@ def _run_locked(scan: str | Path | None, outdir: Path, params: Params, *, jobs: 
     raw = sum(len(p_["theta_deg"]) * (p_["selection"]["rows"][1] - p_["selection"]["rows"][0])
               * (p_["selection"]["cols"][1] - p_["selection"]["cols"][0]) * _itemsize(p_["scan"]["dtype"])
               for p_, _ in plans)
-    return RunSummary(plan, outdir, outdir / plan["outputs"]["volume"], outdir / plan["outputs"]["report"],
+    volumes = {"hdf5": outdir / plan["outputs"]["volume"]} if level_paths else volume_paths(plan, outdir)
+    return RunSummary(plan, outdir, volumes, outdir / plan["outputs"]["report"],
                       stages, time.perf_counter() - t_start, raw_bytes=int(raw),
                       voxels=int(shape[0] * shape[1] * shape[2]), patched=patched)
 

@@ -1,9 +1,14 @@
-"""``teravox merge --plan plan.json``: one ``<scan>_recon.h5`` from the sinogram chunks.
+"""``teravox merge --plan plan.json``: the volume in each of the plan's formats.
 
-Streams z-blocks from the ``recon_<j>.h5`` files into ``/exchange/data`` (chunked,
-optionally compressed) — never the whole volume in memory — or, with
-``--virtual``, writes a virtual dataset over the chunk files.  Optional pyramid:
-mean-downsampled levels ``/exchange/data_2x``, ``_4x``, … beside the full volume.
+HDF5: streams z-blocks from the ``recon_<j>.h5`` files into ``/exchange/data`` (chunked,
+optionally compressed) — never the whole volume in memory — or, with ``--virtual``,
+writes a virtual dataset over the chunk files.  Optional pyramid: mean-downsampled
+levels ``/exchange/data_2x``, ``_4x``, … beside the full volume.
+
+OME-Zarr and TIFF: the reconstruct jobs already wrote the voxels; merge links their
+pieces' files into ``<scan>_recon.zarr`` / ``<scan>_recon_tiff/`` (no copy), and adds the
+pyramid, the metadata and the provenance (:mod:`teravox.io.omezarr`,
+:mod:`teravox.io.tiffstack`).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import numpy as np
 
 from teravox import plan as planmod
 from teravox.errors import StageError
-from teravox.io import provenance
+from teravox.io import omezarr, pieces, provenance, tiffstack, volume
 from teravox.io.atomic import atomic_path
 from teravox.io.virtual import concat_virtual
 from teravox.progress import bar
@@ -30,11 +35,14 @@ from teravox.stages.reconstruct import chunk_path, chunk_problem
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="teravox merge",
-        description="Join the reconstructed chunks into <scan>_recon.h5, streaming block by block; "
-                    "optionally as a virtual dataset, with a multiscale pyramid for viewers.")
+        description="Join the reconstructed chunks into the volume of each of the plan's formats: "
+                    "<scan>_recon.h5 (streamed block by block, or a virtual dataset), <scan>_recon.zarr "
+                    "(OME-Zarr) and <scan>_recon_tiff/ (TIFF slices), whose voxels the reconstruct jobs "
+                    "wrote and which merge links into place; with a multiscale pyramid for viewers.")
     p.add_argument("--plan", required=True, help="plan.json")
-    p.add_argument("--chunks-dir", default=None, help="where the recon_<j>.h5 files are (default: workdir)")
-    p.add_argument("-o", "--output", default=None, help="volume file (default: <workdir>/<scan>_recon.h5)")
+    p.add_argument("--chunks-dir", default=None, help="where the recon_<j>.* pieces are (default: workdir)")
+    p.add_argument("-o", "--output", default=None, help="HDF5 volume file (default: <outdir>/<scan>_recon.h5)")
+    p.add_argument("--outdir", default=None, help="where the volumes go (default: the plan's workdir)")
     p.add_argument("--virtual", action="store_true", help="virtual dataset over the chunk files (no copy)")
     p.add_argument("--timings", default=None, help="JSON file of stage timings to record in the provenance")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
@@ -42,16 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def output_path(plan: dict, output: str | Path | None = None) -> Path:
+    """The HDF5 volume."""
     return Path(output) if output else planmod.workdir(plan) / plan["outputs"]["volume"]
 
 
 def _sources(plan: dict, chunks_dir: str | Path | None) -> list[tuple[Path, tuple[int, ...], dict, dict]]:
     """(path, shape, data attributes, provenance) of every recon chunk; StageError naming those
     that are missing, incomplete or made for another plan."""
-    problems = [f"{chunk_path(plan, c['index'], chunks_dir).name} {why}" for c in plan["sino_chunks"]
-                if (why := chunk_problem(plan, c["index"], chunks_dir))]
-    if problems:
-        raise StageError(f"cannot merge: {'; '.join(problems)} — rerun `teravox reconstruct` for those chunks")
     out = []
     for c in plan["sino_chunks"]:
         path = chunk_path(plan, c["index"], chunks_dir)
@@ -65,8 +70,54 @@ def pyramid_factors(levels: int) -> list[int]:
     return [2**i for i in range(1, levels + 1)]
 
 
+def check_pieces(plan: dict, chunks_dir: str | Path | None) -> None:
+    """StageError naming every piece that is missing, incomplete or made for another plan."""
+    problems = [why for c in plan["sino_chunks"] if (why := chunk_problem(plan, c["index"], chunks_dir))]
+    if problems:
+        raise StageError(f"cannot merge: {'; '.join(problems)} — rerun `teravox reconstruct` for those chunks")
+
+
 def run(plan: dict, chunks_dir: str | Path | None = None, output: str | Path | None = None,
-        virtual: bool | None = None, timings: dict | None = None, progress: bool = False) -> Path:
+        virtual: bool | None = None, timings: dict | None = None, progress: bool = False,
+        outdir: str | Path | None = None) -> dict[str, Path]:
+    """Every format's volume; returns them by format."""
+    params = planmod.params_of(plan)
+    check_pieces(plan, chunks_dir)
+    t0 = time.perf_counter()
+    facts = dict(params=params.to_dict(), plan=plan, input=plan["scan"]["path"],
+                 backend=_backend_name(params.backend), timings=timings or {})
+    out = volume.volume_paths(plan, planmod.workdir(plan, outdir))
+    if "hdf5" in out:
+        out["hdf5"] = Path(output) if output else out["hdf5"]
+        _merge_hdf5(plan, chunks_dir, out["hdf5"], virtual, facts, progress)
+    piece_dirs = {fmt: [volume.piece_path(plan, fmt, c["index"], planmod.workdir(plan, chunks_dir))
+                        for c in plan["sino_chunks"]] for fmt in ("zarr", "tiff") if fmt in out}
+    for fmt, dirs in piece_dirs.items():
+        first = pieces.read_marker(dirs[0])
+        resolved = first.get("resolved", {})
+        prov = provenance.record(stage="merge", resolved=resolved, center=resolved.get("center"),
+                                 data_attrs=first.get("data_attrs", {}), chunks=[d.name for d in dirs],
+                                 **facts)
+        n = int(first["shape"][1])  # the slice size collect resolved
+        shape = (plan["recon_shape"][0], n, n)
+        if fmt == "zarr":
+            count = omezarr.assemble(out[fmt], dirs, shape, volume.zarr_chunks(plan, n),
+                                     np.dtype(params.dtype), params.compression, params.pyramid,
+                                     plan["physics"].get("pixel_size_m"), plan["name"],
+                                     first.get("data_attrs", {}), prov, progress)
+        elif params.tiff_layout == "slices":
+            count = tiffstack.assemble_slices(out[fmt], dirs, prov)
+        else:
+            count = None
+            tiffstack.assemble_bigtiff(out[fmt], dirs, shape, np.dtype(params.dtype),
+                                       plan["physics"].get("pixel_size_m"), prov, progress)
+        print(f"{out[fmt].name}: {count if count else 'one file written'} "
+              f"({time.perf_counter() - t0:.1f} s so far)")
+    return out
+
+
+def _merge_hdf5(plan: dict, chunks_dir: str | Path | None, out: Path, virtual: bool | None, facts: dict,
+                progress: bool) -> None:
     params = planmod.params_of(plan)
     virtual = params.merge == "virtual" if virtual is None else virtual
     sources = _sources(plan, chunks_dir)
@@ -74,7 +125,6 @@ def run(plan: dict, chunks_dir: str | Path | None = None, output: str | Path | N
     attrs, resolved = sources[0][2], sources[0][3].get("resolved", {})
     with h5py.File(sources[0][0], "r") as f0:
         dtype = f0["/exchange/data"].dtype
-    out = output_path(plan, output)
     t0 = time.perf_counter()
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         if virtual:
@@ -87,12 +137,9 @@ def run(plan: dict, chunks_dir: str | Path | None = None, output: str | Path | N
         for key, value in attrs.items():
             ds.attrs[key] = value
         _copy_and_pyramid(f, ds, sources, shape, dtype, plan, params.pyramid, not virtual, progress)
-        provenance.write(f, stage="merge", params=params.to_dict(), plan=plan, input=plan["scan"]["path"],
-                         resolved=resolved, center=resolved.get("center"),
-                         backend=_backend_name(params.backend), timings=timings or {},
+        provenance.write(f, stage="merge", resolved=resolved, center=resolved.get("center"),
                          chunks=[str(p) for p, *_ in sources], virtual=int(virtual),
-                         seconds=round(time.perf_counter() - t0, 3))
-    return out
+                         seconds=round(time.perf_counter() - t0, 3), **facts)
 
 
 def _backend_name(name: str) -> str:
@@ -145,8 +192,9 @@ def _copy_and_pyramid(f: h5py.File, ds: h5py.Dataset, sources: list, shape: tupl
 def _run(args: argparse.Namespace) -> int:
     plan = planmod.load(args.plan)
     timings = json.loads(Path(args.timings).read_text()) if args.timings else None
-    out = run(plan, args.chunks_dir, args.output, True if args.virtual else None, timings, args.progress)
-    print(f"wrote {out}")
+    out = run(plan, args.chunks_dir, args.output, True if args.virtual else None, timings, args.progress,
+              args.outdir)
+    print(f"wrote {', '.join(str(p) for p in out.values())}")
     return 0
 
 

@@ -95,6 +95,9 @@ def make_zstack(sheet, levels, params, workdir: str | Path, pixel: tuple[float |
     from teravox.stitch.sheet import Sheet, check_levels
 
     check_levels(levels, pixel[0], window_px=sp.window_px, position_sign=sp.position_sign)
+    if params.format != ["hdf5"]:  # z-stitch reads and writes HDF5 volumes
+        raise PlanError(f"format {','.join(params.format)}: a vertical stack is joined into one HDF5 volume; "
+                        "give --format hdf5 (the default)")
     stem = Path(sheet.path).stem
     width = None
     if len(levels[0].rows) > 1:  # one stitched width for all, the narrowest, so no level falls short

@@ -19,7 +19,8 @@ import numpy as np
 
 from teravox import plan as planmod
 from teravox.errors import StageError
-from teravox.io import open_scan_for, provenance
+from teravox.io import open_scan_for
+from teravox.io.volume import open_volume, volume_paths
 from teravox.report import (
     ReportData,
     ReportFacts,
@@ -41,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "orthogonal slices, a histogram and the facts of the run.")
     p.add_argument("--plan", required=True, help="plan.json")
     p.add_argument("--projections", default=None, help="projections.h5 (default: in the workdir)")
-    p.add_argument("--volume", default=None, help="<scan>_recon.h5 (default: in the workdir)")
+    p.add_argument("--volume", nargs="+", default=None,
+                   help="the volume: <scan>_recon.h5, <scan>_recon.zarr or <scan>_recon_tiff (several: the "
+                        "first of them in that order is read; default: the plan's in the workdir)")
     p.add_argument("-o", "--output", default=None, help="PDF to write (default: <workdir>/<scan>_report.pdf)")
     p.add_argument("--timings", default=None, help="JSON file of stage timings")
     p.add_argument("--shifts", default=None,
@@ -82,15 +85,13 @@ def gather(plan: dict, projections: Path, volume: Path, timings: dict | None = N
         quantity = data.attrs.get("quantity", "transmission")
         corrected_projection = data[mid_p]
         corrected_sinogram = data[::astep, mid_r, :]
-    with h5py.File(volume, "r") as f:
-        vol = f["/exchange/data"]
+    with open_volume(volume) as (vol, prov):
         nz = vol.shape[0]
         step = params.report_slow_axis_step or max(1, math.ceil(nz / 512))
         xy, xz, yz = orthogonal_slices(vol, step)
         zs = np.unique(np.linspace(0, nz - 1, min(nz, HISTOGRAM_SLICES)).round().astype(int))
         sample = np.concatenate([np.asarray(vol[int(z)]).ravel() for z in zs])
         vshape = tuple(int(n) for n in vol.shape)
-        prov = provenance.read(f)
     is_int = np.issubdtype(sample.dtype, np.integer)
     lo, hi = (np.percentile(sample, [0.05, 99.95]) if not is_int else (sample.min(), sample.max() + 1))
     hist = np.histogram(sample, bins=256 if not is_int else min(256, int(hi - lo) or 1),
@@ -150,14 +151,27 @@ def _files_read(plan: dict) -> list[str]:
     return [f"{f['path']}: {', '.join(f.get('read_for', []))}" for f in plan.get("inputs", {}).get("files", [])]
 
 
-def run(plan: dict, projections: str | Path | None = None, volume: str | Path | None = None,
+def pick_volume(plan: dict, volume: list[str | Path] | str | Path | None) -> Path:
+    """The volume the report reads: the one given, or the first of several (HDF5, then
+    OME-Zarr, then TIFF), or the plan's own."""
+    from teravox.io.volume import FORMATS, format_of
+
+    if volume is None:
+        return next(iter(volume_paths(plan).values()))
+    given = [Path(v) for v in ([volume] if isinstance(volume, (str, Path)) else volume)]
+    vols = [p for p in given if format_of(p)]  # not the TIFF stack's sidecar
+    if not vols:
+        raise StageError(f"--volume {' '.join(map(str, given))}: none is a volume (.h5, .zarr, _tiff, .tif)")
+    return min(vols, key=lambda p: FORMATS.index(format_of(p)))
+
+
+def run(plan: dict, projections: str | Path | None = None, volume: list[str | Path] | str | Path | None = None,
         output: str | Path | None = None, timings: dict | None = None,
         shifts: str | Path | None = None) -> Path:
     from teravox.stages.collect import output_path as projections_path
-    from teravox.stages.merge import output_path as volume_path
 
     proj = Path(projections) if projections else projections_path(plan)
-    vol = Path(volume) if volume else volume_path(plan)
+    vol = pick_volume(plan, volume)
     data = gather(plan, proj, vol, timings, Path(shifts) if shifts else None)
     out = output_path(plan, output)
     write_report(data, out)

@@ -107,7 +107,8 @@ def _run(args: argparse.Namespace) -> int:
             note(f"error: {' '.join(str(exc).split())}")  # stderr gets it once, from cli_entry
             raise
         log(summary.table())
-        log(f"volume: {summary.volume}")
+        for fmt, path in summary.volumes.items():
+            log(f"volume ({fmt}): {path}")
         log(f"report: {summary.report}")
     return 0
 

@@ -1,6 +1,7 @@
-"""A whole volume from ``projections.h5`` to the merged file: pass 2 and merge, per backend.
+"""A whole volume from ``projections.h5`` to the merged file: pass 2 and merge, per backend and format.
 
     python benchmarks/volume.py                                        # 512³ on fourier, a few minutes
+    python benchmarks/volume.py --n 1024 --rows 1024 --formats hdf5 zarr tiff   # the formats, HDF5 the reference
     python benchmarks/volume.py --n 2048 --rows 2048 --angles 3072 --backends fourier fourier-gpu \\
         --dtype uint16 --memory 32G --dir /scratch/bench                # the issue's 2048³ case
 
@@ -15,10 +16,13 @@ centre given), ``projections.h5`` is written by the collect stage's own
 ``write_projections``, and the reconstruct and merge jobs run through ``teravox run``'s
 local executor (one process per sinogram chunk; one job per GPU for a GPU backend).
 
-Printed per backend: the chunks, subchunks and GPU batches of the plan; seconds for the
-reconstruct stage and for merge; slices per second; each job's peak RSS against the plan's
-estimate; correlation of a middle slice with the phantom; and the largest difference from
-the first backend's volume over its range.  The first backend is the reference.
+Printed per backend and volume format (``--formats``, each a run of its own with that one
+format): the chunks, subchunks and GPU batches of the plan; seconds for the reconstruct
+stage and for merge; slices per second; each job's peak RSS against the plan's estimate;
+correlation of a middle slice with the phantom; and the largest difference from the first
+run's volume over its range.  The first backend with the first format is the reference
+(HDF5 by default: today's merge, which copies every voxel once more; for OME-Zarr and TIFF
+the reconstruct jobs write the final files and merge links them).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from teravox import plan as planmod
 from teravox.config import from_mapping
 from teravox.io import open_scan
 from teravox.io.virtual import concat_virtual
+from teravox.io.volume import open_volume, volume_path
 from teravox.resources import cpus_available
 from teravox.runner.executor import LocalExecutor
 from teravox.runner.pipeline import jobs_for, parallel_jobs
@@ -73,13 +78,13 @@ def write_tiled_scan(folder: Path, n: int, rows: int, angles: int, distinct: int
     return scan, z
 
 
-def run_backend(scan: Path, workdir: Path, backend: str, args: argparse.Namespace) -> dict:
+def run_backend(scan: Path, workdir: Path, backend: str, fmt: str, args: argparse.Namespace) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     with open_scan(scan) as s:
         n = s.shape[2]
         params = from_mapping({"flat_dark": False, "backend": backend, "center": (n - 1) / 2,
                                "memory": args.memory, "dtype": args.dtype, "sino_chunks": args.sino_chunks,
-                               "gpu_memory": args.gpu_memory})
+                               "gpu_memory": args.gpu_memory, "format": [fmt], "pyramid": args.pyramid})
         plan = planmod.make_plan(s, params, workdir=workdir)
     plan_path = workdir / "plan.json"
     planmod.save(plan, plan_path)
@@ -100,16 +105,15 @@ def run_backend(scan: Path, workdir: Path, backend: str, args: argparse.Namespac
         if bad or len(results) < len(jobs):
             log = bad[0].job.log if bad else None
             tail = log.read_text()[-2000:] if log and log.exists() else ""
-            raise SystemExit(f"{name} failed with {backend}: {tail}")
+            raise SystemExit(f"{name} failed with {backend}, {fmt}: {tail}")
         out["peaks"][name] = max(r.peak_rss for r in results)
-    out["volume"] = workdir / plan["outputs"]["volume"]
+    out["volume"] = volume_path(plan, fmt, workdir)
     return out
 
 
 def middle_slice(volume: Path) -> np.ndarray:
-    with h5py.File(volume) as f:
-        ds = f["/exchange/data"]
-        return ds[ds.shape[0] // 2].astype(np.float64)
+    with open_volume(volume) as (ds, _prov):
+        return np.asarray(ds[ds.shape[0] // 2]).astype(np.float64)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--distinct", type=int, default=8, help="distinct detector rows, repeated (default 8)")
     p.add_argument("--backends", nargs="+", default=["fourier"],
                    help="backends, the first the reference (default fourier)")
+    p.add_argument("--formats", nargs="+", default=["hdf5"], choices=["hdf5", "zarr", "tiff"],
+                   help="volume formats, one run each, the first the reference (default hdf5)")
+    p.add_argument("--pyramid", type=int, default=0, help="pyramid levels (HDF5, OME-Zarr; default 0)")
     p.add_argument("--dtype", default="float32", choices=["float32", "uint16", "uint8"])
     p.add_argument("--memory", default="4G", help="memory budget per job (default 4G)")
     p.add_argument("--gpu-memory", default=None, help="GPU memory per job (default: the device's)")
@@ -142,11 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         truth = default_phantom(args.n).slice(float(z[(args.rows // 2) % args.distinct]), args.n, supersample=2)
         yy, xx = np.mgrid[: args.n, : args.n] - (args.n - 1) / 2
         inside = np.hypot(xx, yy) < 0.9 * args.n / 2
-        print(f"{'backend':<13}{'chunks':>7}{'sub':>5}{'pairs':>6}{'recon s':>9}{'merge s':>9}{'total s':>9}"
+        print(f"{'backend':<13}{'format':<7}{'chunks':>7}{'sub':>5}{'pairs':>6}{'recon s':>9}{'merge s':>9}{'total s':>9}"
               f"{'slices/s':>10}{'peak MiB':>10}{'est MiB':>9}{'corr':>8}{'max|Δ|/range':>14}")
         ref = None
-        for backend in args.backends:
-            r = run_backend(scan, root / backend, backend, args)
+        for backend, fmt in ((b, f) for b in args.backends for f in args.formats):
+            r = run_backend(scan, root / f"{backend}-{fmt}", backend, fmt, args)
             plan, sec = r["plan"], r["seconds"]
             rec = middle_slice(r["volume"])
             corr = float(np.corrcoef(rec[inside], truth[inside])[0, 1])
@@ -157,17 +164,16 @@ def main(argv: list[str] | None = None) -> int:
                 diff = f"{np.max(np.abs(rec - ref)) / (ref.max() - ref.min()):.1e}"
             dev = plan.get("recon_device") or {}
             total = sec["reconstruct"] + sec["merge"]
-            print(f"{backend:<13}{len(plan['sino_chunks']):>7}{plan['sino_subchunk_rows']:>5}"
+            print(f"{backend:<13}{fmt:<7}{len(plan['sino_chunks']):>7}{plan['sino_subchunk_rows']:>5}"
                   f"{dev.get('batch_pairs') or '-':>6}{sec['reconstruct']:>9.1f}{sec['merge']:>9.1f}{total:>9.1f}"
                   f"{args.rows / sec['reconstruct']:>10.1f}{r['peaks']['reconstruct'] / MIB:>10.0f}"
                   f"{plan['memory']['reconstruct_peak_estimate'] / MIB:>9.0f}{corr:>8.4f}{diff:>14}", flush=True)
-            for name in ("recon_*.h5", plan["outputs"]["volume"]):  # keep the disk free for the next
-                for f in (root / backend).glob(name):
-                    f.unlink()
+            shutil.rmtree(root / f"{backend}-{fmt}")  # keep the disk free for the next
         print("# recon s: the reconstruct stage (every sinogram-chunk job, reading projections.h5 and writing "
-              "recon_<j>.h5); merge s: joining them into the volume; slices/s over the reconstruct stage.")
+              "its piece: recon_<j>.h5, or the OME-Zarr chunks / TIFF slices); merge s: making the volume "
+              "(HDF5: a copy; OME-Zarr, TIFF: links, pyramid, metadata); slices/s over the reconstruct stage.")
         print("# corr: middle slice against the phantom inside 90 % of the radius; max|Δ|/range: middle "
-              "slice against the first backend's.")
+              "slice against the first run's.")
     finally:
         if not args.dir:
             shutil.rmtree(root, ignore_errors=True)

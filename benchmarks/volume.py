@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         yy, xx = np.mgrid[: args.n, : args.n] - (args.n - 1) / 2
         inside = np.hypot(xx, yy) < 0.9 * args.n / 2
         print(f"{'backend':<13}{'format':<7}{'chunks':>7}{'sub':>5}{'pairs':>6}{'recon s':>9}{'merge s':>9}{'total s':>9}"
-              f"{'slices/s':>10}{'peak MiB':>10}{'est MiB':>9}{'corr':>8}{'max|Δ|/range':>14}")
+              f"{'slices/s':>10}{'peak MiB':>10}{'est MiB':>9}{'merge MiB':>10}{'est':>6}{'corr':>8}"
+              f"{'max|Δ|/range':>14}")
         ref = None
         for backend, fmt in ((b, f) for b in args.backends for f in args.formats):
             r = run_backend(scan, root / f"{backend}-{fmt}", backend, fmt, args)
@@ -164,14 +165,18 @@ def main(argv: list[str] | None = None) -> int:
                 diff = f"{np.max(np.abs(rec - ref)) / (ref.max() - ref.min()):.1e}"
             dev = plan.get("recon_device") or {}
             total = sec["reconstruct"] + sec["merge"]
+            merge_est = "-" if fmt == "hdf5" else f"{plan['memory']['merge_zarr_tiff_peak_estimate'] / MIB:.0f}"
             print(f"{backend:<13}{fmt:<7}{len(plan['sino_chunks']):>7}{plan['sino_subchunk_rows']:>5}"
                   f"{dev.get('batch_pairs') or '-':>6}{sec['reconstruct']:>9.1f}{sec['merge']:>9.1f}{total:>9.1f}"
                   f"{args.rows / sec['reconstruct']:>10.1f}{r['peaks']['reconstruct'] / MIB:>10.0f}"
-                  f"{plan['memory']['reconstruct_peak_estimate'] / MIB:>9.0f}{corr:>8.4f}{diff:>14}", flush=True)
+                  f"{plan['memory']['reconstruct_peak_estimate'] / MIB:>9.0f}{r['peaks']['merge'] / MIB:>10.0f}"
+                  f"{merge_est:>6}{corr:>8.4f}{diff:>14}", flush=True)
             shutil.rmtree(root / f"{backend}-{fmt}")  # keep the disk free for the next
         print("# recon s: the reconstruct stage (every sinogram-chunk job, reading projections.h5 and writing "
               "its piece: recon_<j>.h5, or the OME-Zarr chunks / TIFF slices); merge s: making the volume "
               "(HDF5: a copy; OME-Zarr, TIFF: links, pyramid, metadata); slices/s over the reconstruct stage.")
+        print("# peak / est MiB: a reconstruct job's peak RSS and the plan's estimate; merge MiB / est: merge's "
+              "peak and, for OME-Zarr/TIFF, the plan's merge_zarr_tiff_peak_estimate.")
         print("# corr: middle slice against the phantom inside 90 % of the radius; max|Δ|/range: middle "
               "slice against the first run's.")
     finally:

@@ -249,3 +249,18 @@ def test_format_on_the_command_line():
 
     assert parse_cli_value("format", "zarr,tiff") == ["zarr", "tiff"]
     assert parse_cli_value("format", '["hdf5"]') == ["hdf5"]
+
+
+def test_napari_opens_the_store_as_a_multiscale_image(run_all):
+    """napari's own reader plugin and layer model, without a viewer (not installed in CI:
+    napari-ome-zarr needs napari; the reader test above checks what it reads)."""
+    pytest.importorskip("napari", reason="napari is not installed (optional: pip install napari napari-ome-zarr)")
+    reader = pytest.importorskip("napari_ome_zarr._reader", reason="napari-ome-zarr is not installed")
+    from napari.layers import Image
+
+    _, out = run_all
+    (data, meta, kind), = reader.napari_get_reader(str(out["zarr"]))(str(out["zarr"]))
+    layer = Image(data, multiscale=True, scale=meta["scale"])
+    assert kind == "image" and layer.multiscale and len(layer.data) == 3
+    assert layer.level_shapes.tolist() == [[22, 41, 41], [11, 21, 21], [6, 11, 11]]
+    assert list(layer.scale) == [2.0, 2.0, 2.0]

@@ -55,8 +55,7 @@ def output_path(plan: dict, output: str | Path | None = None) -> Path:
 
 
 def _sources(plan: dict, chunks_dir: str | Path | None) -> list[tuple[Path, tuple[int, ...], dict, dict]]:
-    """(path, shape, data attributes, provenance) of every recon chunk; StageError naming those
-    that are missing, incomplete or made for another plan."""
+    """(path, shape, data attributes, provenance) of every recon_<j>.h5 (checked by check_pieces)."""
     out = []
     for c in plan["sino_chunks"]:
         path = chunk_path(plan, c["index"], chunks_dir)
@@ -83,37 +82,39 @@ def run(plan: dict, chunks_dir: str | Path | None = None, output: str | Path | N
     """Every format's volume; returns them by format."""
     params = planmod.params_of(plan)
     check_pieces(plan, chunks_dir)
-    t0 = time.perf_counter()
     facts = dict(params=params.to_dict(), plan=plan, input=plan["scan"]["path"],
                  backend=_backend_name(params.backend), timings=timings or {})
     out = volume.volume_paths(plan, planmod.workdir(plan, outdir))
     if "hdf5" in out:
         out["hdf5"] = Path(output) if output else out["hdf5"]
         _merge_hdf5(plan, chunks_dir, out["hdf5"], virtual, facts, progress)
-    piece_dirs = {fmt: [volume.piece_path(plan, fmt, c["index"], planmod.workdir(plan, chunks_dir))
-                        for c in plan["sino_chunks"]] for fmt in ("zarr", "tiff") if fmt in out}
-    for fmt, dirs in piece_dirs.items():
-        first = pieces.read_marker(dirs[0])
-        resolved = first.get("resolved", {})
-        prov = provenance.record(stage="merge", resolved=resolved, center=resolved.get("center"),
-                                 data_attrs=first.get("data_attrs", {}), chunks=[d.name for d in dirs],
-                                 **facts)
-        n = int(first["shape"][1])  # the slice size collect resolved
-        shape = (plan["recon_shape"][0], n, n)
-        if fmt == "zarr":
-            count = omezarr.assemble(out[fmt], dirs, shape, volume.zarr_chunks(plan, n),
-                                     np.dtype(params.dtype), params.compression, params.pyramid,
-                                     plan["physics"].get("pixel_size_m"), plan["name"],
-                                     first.get("data_attrs", {}), prov, progress)
-        elif params.tiff_layout == "slices":
-            count = tiffstack.assemble_slices(out[fmt], dirs, prov)
-        else:
-            count = None
-            tiffstack.assemble_bigtiff(out[fmt], dirs, shape, np.dtype(params.dtype),
-                                       plan["physics"].get("pixel_size_m"), prov, progress)
-        print(f"{out[fmt].name}: {count if count else 'one file written'} "
-              f"({time.perf_counter() - t0:.1f} s so far)")
+    for fmt in ("zarr", "tiff"):
+        if fmt in out:
+            t1 = time.perf_counter()
+            how = _merge_pieces(plan, fmt, chunks_dir, out[fmt], facts, progress)
+            print(f"{out[fmt].name}: {how} in {time.perf_counter() - t1:.1f} s")
     return out
+
+
+def _merge_pieces(plan: dict, fmt: str, chunks_dir: str | Path | None, out: Path, facts: dict,
+                  progress: bool) -> str:
+    """The OME-Zarr store or the TIFF stack from the jobs' pieces; says how the files got there."""
+    params = planmod.params_of(plan)
+    dirs = [volume.piece_path(plan, fmt, c["index"], planmod.workdir(plan, chunks_dir)) for c in plan["sino_chunks"]]
+    first = pieces.read_marker(dirs[0])
+    resolved, data_attrs = first.get("resolved", {}), first.get("data_attrs", {})
+    prov = provenance.record(stage="merge", resolved=resolved, center=resolved.get("center"),
+                             data_attrs=data_attrs, chunks=[d.name for d in dirs], **facts)
+    n = int(first["shape"][1])  # the slice size collect resolved
+    shape, dtype = (plan["recon_shape"][0], n, n), np.dtype(params.dtype)
+    pixel = plan["physics"].get("pixel_size_m")
+    if fmt == "zarr":
+        return str(omezarr.assemble(out, dirs, shape, volume.zarr_chunks(plan, n), dtype, params.compression,
+                                    params.pyramid, pixel, plan["name"], data_attrs, prov, progress))
+    if params.tiff_layout == "slices":
+        return str(tiffstack.assemble_slices(out, dirs, prov))
+    tiffstack.assemble_bigtiff(out, dirs, shape, dtype, pixel, prov, progress)
+    return f"{shape[0]} slices copied into one BigTIFF"
 
 
 def _merge_hdf5(plan: dict, chunks_dir: str | Path | None, out: Path, virtual: bool | None, facts: dict,

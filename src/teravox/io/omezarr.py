@@ -54,12 +54,14 @@ def compressor(name: str):  # noqa: ANN201 - a numcodecs codec or None
 
 
 def _create(path: Path | str, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: np.dtype,
-            compression: str, **kw: Any):  # noqa: ANN202 - zarr.Array
+            compression: str):  # noqa: ANN202 - zarr.Array
+    """An empty level: nested chunk keys ``z/y/x`` (as NGFF 0.4 asks), every chunk written
+    even where it holds only zeros (a piece's files are then exactly its chunks)."""
     import zarr
 
     return zarr.open_array(str(path), mode="w", shape=shape, chunks=chunks, dtype=dtype,
                            compressor=compressor(compression), fill_value=0,
-                           dimension_separator="/", write_empty_chunks=True, **kw)
+                           dimension_separator="/", write_empty_chunks=True)
 
 
 class PieceWriter:
@@ -135,6 +137,11 @@ def downsample_level(array: Any, out: Any, cell: int, shape0: tuple[int, ...],
 def _weighted_half(block: np.ndarray, lo: tuple[int, ...], cell: int, shape0: tuple[int, ...]) -> np.ndarray:
     """Mean of 2×2×2 cells of ``block`` (at ``lo`` in its level), each voxel weighted by the
     level-0 voxels it stands for; sums in float64, the result in ``block``'s dtype."""
+    full = all(n % 2 == 0 and (a + n) * cell <= n0 for a, n, n0 in zip(lo, block.shape, shape0, strict=True))
+    if full:  # every voxel a whole cell: a plain mean, 3× faster than the weighted sums below
+        z, y, x = (n // 2 for n in block.shape)
+        out = block.reshape(z, 2, y, 2, x, 2).mean(axis=(1, 3, 5), dtype=np.float64)
+        return _to_dtype(out, block.dtype)
     out = block.astype(np.float64)
     for axis in range(3):
         idx = lo[axis] + np.arange(block.shape[axis])
@@ -145,10 +152,14 @@ def _weighted_half(block: np.ndarray, lo: tuple[int, ...], cell: int, shape0: tu
         out = np.add.reduceat(out * w.reshape(shape), starts, axis=axis)
         shape[axis] = starts.size
         out /= np.add.reduceat(w, starts).reshape(shape)
-    if np.issubdtype(block.dtype, np.integer):
-        info = np.iinfo(block.dtype)
-        return np.clip(np.rint(out), info.min, info.max).astype(block.dtype)
-    return out.astype(block.dtype)
+    return _to_dtype(out, block.dtype)
+
+
+def _to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype)
 
 
 def pyramid_bytes(chunks: tuple[int, int, int], itemsize: int) -> int:

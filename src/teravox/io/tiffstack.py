@@ -147,7 +147,9 @@ class TiffVolume:
         rest = key[1:]
         if isinstance(zs, int):
             return self._slice(zs)[rest]
-        return np.stack([self._slice(z)[rest] for z in zs]) if len(zs) else np.empty((0,), self.dtype)
+        if not len(zs):
+            return np.empty((0, *self._slice(0)[rest].shape), self.dtype)
+        return np.stack([self._slice(z)[rest] for z in zs])
 
     def close(self) -> None:
         if self._pages is not None:

@@ -43,7 +43,7 @@ def volume(scan: Path, work: Path, **params: object) -> tuple[np.ndarray, dict]:
     collect.run(plan)
     for c in plan["sino_chunks"]:
         reconstruct.run_chunk(plan, c["index"])
-    with h5py.File(merge.run(plan)) as f:
+    with h5py.File(merge.run(plan)["hdf5"]) as f:
         return f["/exchange/data"][()].astype(np.float64), plan
 
 

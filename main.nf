@@ -98,10 +98,11 @@ workflow {
     )
 
     // -- MERGE: as soon as the j chunks of a scan are there
+    // (a task emits one piece per --format: recon_<j>.h5, recon_<j>.zarr, recon_<j>_tiff)
     def ch_recon_chunks = RECONSTRUCT.out.chunk
         .map { meta, chunk -> [groupKey(meta, meta.n_sino), chunk] }
         .groupTuple()
-        .map { key, chunks -> [key.getGroupTarget(), chunks.sort { c -> c.name }] }
+        .map { key, chunks -> [key.getGroupTarget(), chunks.flatten().sort { c -> c.name }] }
     MERGE(ch_plan.join(ch_recon_chunks))
 
     // -- REPORT: reads the raw scan, projections.h5, the merged volume (and shifts.json when stitched)

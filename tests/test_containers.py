@@ -44,3 +44,13 @@ def test_cpu_image_is_built_from_debian_and_the_lock():
     assert re.search(r"^Bootstrap: debootstrap$", definition, re.M)
     assert "requirements-cpu.lock" in definition and "--require-hashes" in definition
     assert "pip check" in definition
+
+
+@pytest.mark.parametrize("name", ["cuda.def", "cpu-tomopy.def"])
+def test_conda_images_install_every_runtime_dependency(name):
+    """The conda-forge images are not built in CI: at least they ask for every dependency."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    definition = (ROOT / "containers" / name).read_text().lower()
+    for dep in map(Requirement, deps):
+        conda = {"matplotlib": "matplotlib-base"}.get(dep.name.lower(), dep.name.lower())
+        assert re.search(rf'"{re.escape(conda)}[<>=]', definition), f"{name} does not install {dep.name}"

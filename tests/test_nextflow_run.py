@@ -323,10 +323,20 @@ def test_tori_run_with_an_awkward_scan_name(tmp_path: Path) -> None:
     tori.write_text(json.dumps({
         "file_definitions": {"data_file": scan.name, "data_path": "exchange/data"},
         "reconstruction_arguments": {"recon_kwargs": {"center": 31.5}}}))
-    run = nextflow(tmp_path / "launch", "--synth", "false", "--tori", str(tori))
+    run = nextflow(tmp_path / "launch", "--synth", "false", "--tori", str(tori),
+                   "--format", "hdf5,zarr,tiff")
     assert_succeeded(run)
     out = run.published(name)
-    assert {p.name for p in out.iterdir()} == {"plan.json", f"{name}_recon.h5", f"{name}_report.pdf"}
+    assert {p.name for p in out.iterdir()} == {
+        "plan.json", f"{name}_recon.h5", f"{name}_report.pdf", f"{name}_recon.zarr",
+        f"{name}_recon_tiff", f"{name}_recon_tiff.json"}
+    # every format holds the same volume, assembled by MERGE from the RECONSTRUCT jobs' pieces
+    from teravox.io.volume import open_volume
+
+    hdf5 = volume(out / f"{name}_recon.h5")
+    for store in (f"{name}_recon.zarr", f"{name}_recon_tiff"):
+        with open_volume(out / store) as (data, _):
+            np.testing.assert_array_equal(data[:], hdf5)
     assert not list(tmp_path.rglob("PWNED")), "a scan's name ran as a command"
     plan = json.loads((out / "plan.json").read_text())
     assert plan["center"]["value"] == 31.5

@@ -274,9 +274,9 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
 
     if params.flat_dark and (scan.n_flats == 0 or scan.n_darks == 0):
         which = [w for w, n in (("flats", scan.n_flats), ("darks", scan.n_darks)) if n == 0]
-        raise PlanError(f"{scan.path}: no {' or '.join(which)} found (looked at {params.flat_path}, "
-                        f"{params.dark_path}); give --flat-file/--dark-file, or --flat-dark false "
-                        f"for data that are already normalised")
+        looked = "; ".join(f"{w}: {scan.field_sources.get(w, 'none')}" for w in which)
+        raise PlanError(f"{scan.path}: no {' or '.join(which)} found ({looked}); give --flat-file/--dark-file "
+                        f"(or --flat-path/--dark-path), or --flat-dark false for data that are already normalised")
     if params.flat_dark:
         check_fields_sample(scan, params, slice(r0, r1), slice(c0, c1))
     if params.i0 == "air" and params.i0_air_cols is not None:
@@ -284,8 +284,10 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
         if step != 1:
             raise PlanError(f"i0_air_cols: expected [start, stop] columns, got {params.i0_air_cols}")
     if params.i0 == "monitor" and scan.i0 is None:
-        raise PlanError(f"{scan.path}: i0=monitor but no beam-monitor series was found "
-                        f"(looked at /measurement/instrument/beam_monitor/data, /instrument/beam_monitor/data)")
+        why = next((n for n in scan.notes if n.startswith("beam monitor")), None)
+        raise PlanError(f"{scan.path}: i0=monitor but no beam-monitor series was found ("
+                        + (why or "looked at /measurement/instrument/beam_monitor/data, /instrument/beam_monitor/data "
+                                  "and the NeXus entry's NXmonitor groups") + "); give --monitor-path")
 
     # -- centre -----------------------------------------------------------------------
     if isinstance(params.center, float):
@@ -302,6 +304,16 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
                         f"{c0}..{c1 - 1}{crop}; expected the rotation axis on the detector "
                         "(give --center in raw detector columns, or --center auto)")
     half = params.half_acquisition != "off"
+    from teravox.io.validate import angle_coverage_note, angle_span
+
+    if half and angle_span(theta) < 360 - 1.5 * angle_span(theta) / n_p:
+        raise PlanError(f"half_acquisition: {params.half_acquisition} needs angles over a full turn (360°); the "
+                        f"{n_p} selected projections cover {angle_span(theta):.1f}° ({theta.min():g}…{theta.max():g}°, "
+                        f"from {scan.theta_source})")
+    notes = list(scan.notes)
+    coverage = angle_coverage_note(theta, params.half_acquisition)
+    if coverage:
+        notes.append(coverage)
     n_out = 2 * n_c if half else n_c  # the 360→180 conversion roughly doubles the width
 
     # -- chunk counts -----------------------------------------------------------------
@@ -395,7 +407,7 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
     # merge streams a z-block that fits half the budget (the other half: HDF5 caches, pyramid)
     merge_rows = max(1, int((budget - JOB_BASE_BYTES) // 2 // max(1, n_out * n_out * 4 * 2)))
 
-    name = scan_name or Path(scan.path).stem
+    name = scan_name or _scan_name(Path(scan.path))
     plan: dict[str, Any] = {
         "format": PLAN_FORMAT,
         "teravox_version": __version__,
@@ -424,6 +436,7 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
                     "pixel_size_m": pixel or None},
         "center": {"value": center, "how": how},
         "angles_reordered": bool(np.any(np.diff(proj_idx) < 0)),
+        "notes": notes,
         "overlap_rows": overlap,
         "overlap_why": overlap_why,
         "proj_chunks": [c.to_dict() for c in proj_chunks],
@@ -458,6 +471,15 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
     return plan
 
 
+def _scan_name(path: Path) -> str:
+    """What outputs are named after: the file's stem, a TIFF folder's name, or a glob pattern's
+    stem without its wildcards (else its folder's name)."""
+    import re
+
+    stem = re.sub(r"[*?\[\]]", "", path.stem).strip("_-. ")
+    return stem or path.parent.name or "scan"
+
+
 def max_pyramid_levels(n: int) -> int:
     """Most pyramid levels for n × n slices: halving until a level is one pixel wide."""
     return max(0, math.ceil(math.log2(n))) if n > 1 else 0
@@ -471,7 +493,7 @@ def check_fields_sample(scan: Scan, params: Params, rows: slice, cols: slice, sa
     step = max(1, (rows.stop - rows.start) // samples)
     flat, dark, _ = scan.read_fields(slice(rows.start, rows.stop, step), cols,
                                      flat_method=params.flat_method, dark_method=params.dark_method)
-    check_fields(flat, dark, scan.path, f"{params.flat_path} and {params.dark_path}")
+    check_fields(flat, dark, scan.path, f"{scan.field_sources.get('flats')} and {scan.field_sources.get('darks')}")
 
 
 # ---------------------------------------------------------------------------------------

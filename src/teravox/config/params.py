@@ -43,15 +43,31 @@ class Params:
     """Every teravox parameter, with its default.  See ``teravox params --help``."""
 
     # -- input -------------------------------------------------------------------------
-    data_path: str = _p("/exchange/data", "HDF5 path of the projections", "input")
-    flat_file: str | None = _p(None, "file holding the flat fields (default: the scan)", "input")
-    flat_path: str = _p("/exchange/data_white", "HDF5 path of the flat fields", "input")
-    dark_file: str | None = _p(None, "file holding the dark fields (default: the scan)", "input")
-    dark_path: str = _p("/exchange/data_dark", "HDF5 path of the dark fields", "input")
+    data_path: str | None = _p(
+        None, "HDF5 path of the frames: the projections, or every frame with an image key (default: "
+              "/exchange/data, else found through the NeXus attributes)", "input")
+    image_key_path: str | None = _p(
+        None, "HDF5 path of the image keys (0 projection, 1 flat, 2 dark; default: found beside the frames)", "input")
+    angles_path: str | None = _p(
+        None, "HDF5 path of the rotation angles, one per frame or per projection (default: /exchange/theta, "
+              "else found through the NeXus attributes; in angles_file when one is given)", "input")
+    angles_file: str | None = _p(
+        None, "file holding the rotation angles: text (one per projection) or HDF5 (at angles_path)", "input")
+    angles_unit: Literal["deg", "rad"] | None = _p(
+        None, "unit of the angles, needed when the file gives none (overrides a units attribute)", "input")
+    monitor_path: str | None = _p(
+        None, "HDF5 path of the beam monitor (I0) series, one value per frame or per projection", "input")
+    flat_file: str | None = _p(None, "file holding the flat fields: HDF5, a multi-page TIFF, or a folder "
+                                     "(or glob pattern) of TIFF files (default: the scan)", "input")
+    flat_path: str | None = _p(None, "HDF5 path of the flat fields (default: /exchange/data_white, else the "
+                                     "frames of image key 1)", "input")
+    dark_file: str | None = _p(None, "file holding the dark fields, as flat_file (default: the scan)", "input")
+    dark_path: str | None = _p(None, "HDF5 path of the dark fields (default: /exchange/data_dark, else the "
+                                     "frames of image key 2)", "input")
     theta_source: Literal["file", "calc"] = _p(
-        "file", "angles from /exchange/theta ('file') or equally spaced over theta_start..theta_end ('calc')", "input")
-    theta_start_deg: float | None = _p(None, "first angle in degrees (theta_source=calc, or no theta in the file)", "input")
-    theta_end_deg: float | None = _p(None, "last angle in degrees, exclusive (theta_source=calc)", "input")
+        "file", "angles from the file ('file') or equally spaced over theta_start..theta_end ('calc')", "input")
+    theta_start_deg: float | None = _p(None, "first angle in degrees (theta_source=calc, or no angles in the file)", "input")
+    theta_end_deg: float | None = _p(None, "last angle in degrees, exclusive (theta_source=calc, or no angles in the file)", "input")
     proj_range: list[int] | None = _p(None, "projections to use as [start, stop, step]; -1 = end", "input")
     row_range: list[int] | None = _p(None, "detector rows to reconstruct as [start, stop]; -1 = end", "input")
     col_range: list[int] | None = _p(None, "detector columns to use as [start, stop]; -1 = end", "input")

@@ -21,6 +21,9 @@ slice_proj [start, stop, step], −1 = end              proj_range
 slice_ver / slice_hor [start, stop, step]             row_range / col_range (step ≠ 1: unsupported)
 theta_source 'exchange' / 'calc'                      theta_source 'file' / 'calc'
 theta_start / theta_end (deg, only for 'calc')        theta_start_deg / theta_end_deg
+image_key_path, angles_path (or theta_path),          image_key_path, angles_path, angles_file,
+  angles_file, angles_unit, monitor_path (or i0_path)   angles_unit, monitor_path: not written by the
+                                                        GUI; a hand-edited .tori may name them
 ``correction_arguments``
 normalize_dark, normalize_flat                        flat_dark ((I−D)/(F−D); one alone: approximate)
 normalize_i0                                          i0 = "monitor"
@@ -90,11 +93,16 @@ FILTERS: dict[str, str] = {
 #: TomoPy algorithms that teravox's own fourier backends reproduce (filtered backprojection)
 _FBP_ALGORITHMS = {"gridrec", "fbp"}
 
+#: file_definitions keys beyond the GUI's (teravox's explicit paths; see the table above)
+_PATH_KEYS = (("image_key_path", "image_key_path"), ("angles_path", "angles_path"), ("theta_path", "angles_path"),
+              ("angles_file", "angles_file"), ("angles_unit", "angles_unit"), ("monitor_path", "monitor_path"),
+              ("i0_path", "monitor_path"))
+
 #: keys each section may hold; anything else is reported as unknown
 _KNOWN: dict[str, set[str]] = {
     "file_definitions": {"data_file", "data_path", "dark_file", "dark_path", "flat_file",
                          "flat_path", "slice_proj", "slice_ver", "slice_hor", "theta_source",
-                         "theta_start", "theta_end"},
+                         "theta_start", "theta_end", *(k for k, _ in _PATH_KEYS)},
     "correction_arguments": {
         "normalize_dark", "normalize_flat", "normalize_i0", "normalize_to_unity",
         "flatten_images", "flatten_images_kwargs", "flatten_size", "crop", "crop_kwargs",
@@ -213,6 +221,10 @@ def _map_files(r: _Reader, out: dict[str, Any], notes: list[str]) -> dict[str, A
         path = r.get(sec, f"{kind}_path", "str")
         if path:
             out[f"{kind}_path"] = _h5path(path)
+    for key, name in _PATH_KEYS:
+        value = r.get(sec, key, "str")
+        if value:
+            out[name] = _h5path(value) if name.endswith("_path") else value
     for kind in ("flat", "dark"):
         other = r.get(sec, f"{kind}_file", "str", "")
         # the GUI fills these with the scan's own name; teravox's None means "the scan"

@@ -14,6 +14,9 @@ import h5py
 import numpy as np
 
 from teravox import __version__
+from teravox.io.tiff import is_glob
+from teravox.io.tiff import stat as tiff_stat
+from teravox.io.validate import location
 
 
 def versions() -> dict[str, str]:
@@ -109,7 +112,10 @@ def sample_checksum(ds: h5py.Dataset) -> str:
 
 
 def file_stat(path: str | os.PathLike) -> dict[str, Any]:
-    """Size and modification time of a file (None for a file that is not there)."""
+    """Size and modification time of a file (None for a file that is not there); for a folder
+    or glob pattern of TIFF files, their number, total size and newest modification time."""
+    if is_glob(path) or Path(path).is_dir():
+        return tiff_stat(path)
     try:
         st = os.stat(path)
     except OSError:
@@ -130,22 +136,28 @@ def input_identity(scan: Any) -> dict[str, Any]:
             entry["read_for"].append(what)
     datasets = []
     for role, ds in scan.datasets():
-        file = str(Path(ds.file.filename).resolve())
+        file, name = location(ds)
+        file = file if is_glob(file) else str(Path(file).resolve())
         try:
             checksum = sample_checksum(ds)
         except (OSError, RuntimeError, KeyError, ValueError) as exc:
             from teravox.errors import InputError
 
-            raise InputError(file, ds.name, f"cannot read the {role} ({' '.join(str(exc).split())}): "
-                                            "damaged, or not completely written") from None
-        datasets.append({"role": role, "file": file, "dataset": ds.name, "sha256": checksum})
+            raise InputError(file, name, f"cannot read the {role} ({' '.join(str(exc).split())}): "
+                                         "damaged, or not completely written") from None
+        datasets.append({"role": role, "file": file, "dataset": name, "sha256": checksum})
     return {"files": list(files.values()), "datasets": datasets}
 
 
 def changed_inputs(identity: dict[str, Any]) -> list[str]:
-    """Files of a plan's ``inputs`` whose size or modification time differ now (cheap: no read)."""
-    return [f["path"] for f in identity.get("files", [])
-            if file_stat(f["path"]) != {"size": f["size"], "mtime_ns": f["mtime_ns"]}]
+    """Files of a plan's ``inputs`` whose size or modification time (and, for TIFF folders, the
+    number of files) differ now (cheap: no read)."""
+    changed = []
+    for f in identity.get("files", []):
+        now = file_stat(f["path"])
+        if now != {k: f.get(k) for k in now}:
+            changed.append(f["path"])
+    return changed
 
 
 def output_problem(path: str | os.PathLike, stage: str, plan_digest: str,

@@ -1,13 +1,19 @@
-"""Lazy, read-only readers for DXchange and NeXus NXtomo scans.
+"""Lazy, read-only scan readers: DXchange, NeXus (NXtomo and the variants facilities write)
+and TIFF stacks, behind one typed object, :class:`Scan`.
 
-A :class:`Scan` never loads a whole stack: projections, flats and darks are read
-by h5py slicing, a block of projections and detector rows at a time.  Instrument
-values are looked up at the DXchange paths and the DanMAX variants, with their
-``units`` attributes honoured and converted to metres / keV / degrees.
+A :class:`Scan` never loads a whole stack: projections, flats and darks are read a block
+of projections and detector rows at a time, from HDF5 datasets (h5py slicing) or TIFF
+files (:mod:`teravox.io.tiff`).  Where each piece sits is given (:class:`InputSpec`:
+``--data-path``, ``--image-key-path``, ``--angles-path`` …) or found (DXchange paths, or
+the NeXus attributes, :mod:`teravox.io.nexus`), and the scan records what it chose and
+why (:attr:`Scan.choices`).  Instrument values are looked up at the DXchange, DanMAX and
+NeXus paths, with their ``units`` attributes honoured and converted to metres / keV /
+degrees.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +23,8 @@ import h5py
 import numpy as np
 
 from teravox.errors import InputError
+from teravox.io import hdf5, nexus, tiff, validate
 from teravox.io import units as U
-from teravox.io import validate
 
 #: where each instrument value may live, first match wins: (path, kind, unit when no attribute)
 METADATA_PATHS: dict[str, list[tuple[str, str | None, str | None]]] = {
@@ -50,14 +56,37 @@ METADATA_PATHS: dict[str, list[tuple[str, str | None, str | None]]] = {
         ("/process/acquisition/setup/rotation_end_angle", "angle", "deg"),
     ],
 }
-#: What h5py raises when an HDF5 file's own structure (not our reading of it) is damaged.
-_HDF5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
-
 I0_PATHS = ["/measurement/instrument/beam_monitor/data", "/instrument/beam_monitor/data",
             "/measurement/instrument/beam_monitor/current"]
+DXCHANGE_FIELDS = {"flats": "/exchange/data_white", "darks": "/exchange/data_dark"}
 
 
-@dataclass
+@dataclass(frozen=True)
+class InputSpec:
+    """Where a scan's pieces are, as far as the user says (None: the default or found)."""
+
+    data_path: str | None = None
+    image_key_path: str | None = None
+    angles_path: str | None = None
+    angles_file: str | None = None
+    angles_unit: str | None = None
+    monitor_path: str | None = None
+    flat_file: str | None = None
+    flat_path: str | None = None
+    dark_file: str | None = None
+    dark_path: str | None = None
+    theta_source: str = "file"
+    theta_start_deg: float | None = None
+    theta_end_deg: float | None = None
+
+    @classmethod
+    def from_params(cls, params: Any, **changes: Any) -> InputSpec:
+        """The input parameters of a :class:`teravox.config.Params`, with ``changes``."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        return dataclasses.replace(cls(**{n: getattr(params, n) for n in names}), **changes)
+
+
+@dataclass(frozen=True)
 class Value:
     """An instrument value in teravox's unit and where it was found."""
 
@@ -66,14 +95,53 @@ class Value:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """Where a piece of the scan was taken from and why (``teravox info`` lists them)."""
+
+    role: str        # "frames", "image keys", "angles", "flats", ...
+    where: str       # dataset, file or folder
+    why: str
+
+
+@dataclass(frozen=True)
 class DataFile:
     """A file a scan reads, the dataset in it, and how it is reached from the scan file."""
 
     role: str           # "projections", "flats", "angles", ...
-    file: str           # absolute path
+    file: str           # absolute path (a folder or pattern for TIFF stacks)
     dataset: str
     via: str = ""       # "" (the scan file, or a file given as a parameter), "external link",
     #                     or "virtual source of <dataset>"
+
+
+class Frames:
+    """Frames of one role gathered from stacks (HDF5 datasets or TIFF stacks): each part is a
+    stack and the indices of its frames taken, in order (None: all of them)."""
+
+    def __init__(self, parts: list[tuple[Any, np.ndarray | None]]):
+        self.whole = len(parts) == 1 and parts[0][1] is None  # one stack, all its frames
+        self.parts = [(s, np.arange(s.shape[0]) if idx is None else np.asarray(idx, int)) for s, idx in parts]
+        self.n = sum(idx.size for _, idx in self.parts)
+
+    def read(self, index: slice | np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+        """Frames ``index`` (a slice, or positions in any order) × rows × cols, stored dtype."""
+        if self.whole and isinstance(index, slice):
+            return self.parts[0][0][index, rows, cols]
+        pos = np.arange(self.n)[index] if isinstance(index, slice) else np.asarray(index, int)
+        bounds = np.cumsum([0] + [idx.size for _, idx in self.parts])
+        part = np.searchsorted(bounds, pos, side="right") - 1
+        out = None
+        for p in np.unique(part):
+            stack, idx = self.parts[p]
+            sel = part == p
+            got = _read_frames(stack, idx[pos[sel] - bounds[p]], rows, cols)
+            if out is None:
+                out = np.empty((pos.size,) + got.shape[1:], got.dtype)
+            out[sel] = got
+        if out is None:
+            stack = self.parts[0][0]
+            return np.empty((0,) + stack[0:1, rows, cols].shape[1:], stack.dtype)
+        return out
 
 
 @dataclass
@@ -81,13 +149,13 @@ class Scan:
     """An open scan.  Use as a context manager, or call :meth:`close`."""
 
     path: Path
-    format: str                       # "dxchange" or "nxtomo"
-    n_proj: int
-    n_rows: int
-    n_cols: int
-    dtype: np.dtype
-    theta_deg: np.ndarray             # (n_proj,) degrees
-    theta_source: str                 # where the angles came from
+    format: str                       # "dxchange", "nxtomo" (image keys), "nexus" or "tiff"
+    n_proj: int = 0
+    n_rows: int = 0
+    n_cols: int = 0
+    dtype: np.dtype = field(default_factory=lambda: np.dtype(np.uint16))
+    theta_deg: np.ndarray = field(default_factory=lambda: np.empty(0))
+    theta_source: str = ""            # where the angles came from
     metadata: dict[str, Value] = field(default_factory=dict)
     i0: np.ndarray | None = None      # beam monitor per projection
     i0_source: str | None = None
@@ -95,28 +163,30 @@ class Scan:
     n_flats_after: int = 0
     n_darks: int = 0
     data_path: str = "/exchange/data"
-    _files: list[h5py.File] = field(default_factory=list, repr=False)
-    _data: Any = field(default=None, repr=False)
-    _flats: Any = field(default=None, repr=False)
-    _flats_after: Any = field(default=None, repr=False)
-    _darks: Any = field(default=None, repr=False)
+    choices: list[Choice] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)   # what a user should know (ignored frames, ...)
+    #: where the flats and darks were read, or looked for
+    field_sources: dict[str, str] = field(default_factory=dict)
+    _closers: list[Any] = field(default_factory=list, repr=False)
+    _proj: Frames | None = field(default=None, repr=False)
+    _flats: Frames | None = field(default=None, repr=False)
+    _flats_after: Frames | None = field(default=None, repr=False)
+    _darks: Frames | None = field(default=None, repr=False)
     _fields_cache: tuple[tuple, tuple] | None = field(default=None, repr=False)
-    _used: list[tuple[str, h5py.Dataset]] = field(default_factory=list, repr=False)  # role, dataset
-    _theta_read: tuple[str, str | None] | None = field(default=None, repr=False)  # file angles: dataset, units
-    # NXtomo keeps all frames in one stack: these map our indices to frame indices
-    _proj_frames: np.ndarray | None = field(default=None, repr=False)
-    _flat_frames: np.ndarray | None = field(default=None, repr=False)
-    _flat_after_frames: np.ndarray | None = field(default=None, repr=False)
-    _dark_frames: np.ndarray | None = field(default=None, repr=False)
+    _used: list[tuple[str, Any]] = field(default_factory=list, repr=False)  # role, stack or dataset
+    #: angles read from a file: (file, dataset or None, unit or None, why that unit)
+    _theta_read: tuple[str, str | None, str | None, str] | None = field(default=None, repr=False)
+    _layout: nexus.Layout | None = field(default=None, repr=False)
+    _other_files: list[DataFile] = field(default_factory=list, repr=False)  # read whole, not as datasets
 
     # -- lifetime ---------------------------------------------------------------------
     def close(self) -> None:
-        for f in self._files:
+        for f in reversed(self._closers):
             try:
                 f.close()
             except Exception:  # noqa: BLE001 - closing twice or a dead handle is harmless
                 pass
-        self._files.clear()
+        self._closers.clear()
 
     def __enter__(self) -> Scan:
         return self
@@ -137,22 +207,22 @@ class Scan:
                          cols: slice = slice(None)) -> np.ndarray:
         """Projections (angles, rows, cols) in their stored dtype; index is a slice or indices in
         any order (the plan orders them by angle)."""
-        return self._read(self._data, self._proj_frames, index, rows, cols, "projections")
+        return self._read(self._proj, index, rows, cols, "projections")
 
     def read_flats(self, rows: slice = slice(None), cols: slice = slice(None), after: bool = False) -> np.ndarray:
         """All flat fields (before the scan, or after it) for the given rows and columns."""
         if after:
             if not self.n_flats_after:
                 raise InputError(self.path, None, "no flats after the scan")
-            return self._read(self._flats_after, self._flat_after_frames, slice(None), rows, cols, "flats")
+            return self._read(self._flats_after, slice(None), rows, cols, "flats")
         if not self.n_flats:
             raise InputError(self.path, None, "no flat fields found")
-        return self._read(self._flats, self._flat_frames, slice(None), rows, cols, "flats")
+        return self._read(self._flats, slice(None), rows, cols, "flats")
 
     def read_darks(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
         if not self.n_darks:
             raise InputError(self.path, None, "no dark fields found")
-        return self._read(self._darks, self._dark_frames, slice(None), rows, cols, "darks")
+        return self._read(self._darks, slice(None), rows, cols, "darks")
 
     def read_fields(self, rows: slice = slice(None), cols: slice = slice(None), *,
                     flat_method: str = "mean", dark_method: str = "mean"
@@ -173,47 +243,51 @@ class Scan:
         self._fields_cache = (key, (flat, dark, after))
         return flat, dark, after
 
-    def _read(self, ds: Any, frames: np.ndarray | None, index: slice | np.ndarray,
-              rows: slice, cols: slice, what: str) -> np.ndarray:
+    def _read(self, frames: Frames | None, index: slice | np.ndarray, rows: slice, cols: slice,
+              what: str) -> np.ndarray:
+        assert frames is not None
         try:
-            if frames is None:
-                if isinstance(index, slice):
-                    return ds[index, rows, cols]
-                return _read_frames(ds, np.asarray(index), rows, cols)
-            sel = frames[index]
-            return _read_frames(ds, sel, rows, cols)
+            return frames.read(index, rows, cols)
         except (OSError, KeyError, RuntimeError) as exc:
-            raise InputError(self.path, getattr(ds, "name", None), f"cannot read {what} ({exc})") from None
+            file, name = validate.location(frames.parts[0][0])
+            raise InputError(file, name, f"cannot read {what} ({exc})") from None
 
     # -- what the scan reads ----------------------------------------------------------------
-    def datasets(self) -> list[tuple[str, h5py.Dataset]]:
-        """(role, dataset) of every dataset this scan reads, each once."""
-        out: dict[tuple[str, str], tuple[str, h5py.Dataset]] = {}
+    def datasets(self) -> list[tuple[str, Any]]:
+        """(role, dataset or TIFF stack) of everything this scan reads, each once."""
+        out: dict[tuple[str, str], tuple[str, Any]] = {}
         for role, ds in self._used:
-            key = (ds.file.filename, ds.name)
+            key = validate.location(ds)
             out[key] = (f"{out[key][0]}, {role}", ds) if key in out and role not in out[key][0] else (role, ds)
         return list(out.values())
 
     def data_files(self) -> list[DataFile]:
-        """Every file the scan reads: its datasets' files, the targets of external links and
-        the sources of virtual datasets, wherever they are."""
+        """Every file the scan reads: its datasets' files, the targets of external links, the
+        sources of virtual datasets and the TIFF folders, wherever they are."""
         out: list[DataFile] = []
-        scan_file = str(self.path.resolve())
-        given = {scan_file, *(str(Path(f.filename).resolve()) for f in self._files)}
+        given = {str(self.path.resolve()), *(str(Path(f.filename).resolve()) for f in self._closers
+                                            if isinstance(f, h5py.File))}
         for role, ds in self.datasets():
+            if not isinstance(ds, h5py.Dataset):
+                file, name = validate.location(ds)
+                out.append(DataFile(role, file, name, ""))
+                continue
             file = str(Path(ds.file.filename).resolve())
             out.append(DataFile(role, file, ds.name, "" if file in given else "external link"))
             for src in validate.virtual_sources(ds):
                 where = str(src.path) if src.path else f"{src.written} (missing)"
                 out.append(DataFile(role, where, src.dataset, f"virtual source of {ds.name}"))
-        return out
+        return out + self._other_files
 
 
 def _read_frames(ds: Any, idx: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
     """Read frames ``idx`` (any order) as runs of consecutive frames: h5py is fast on slices,
-    slow on lists.  Ascending indices come back without a copy when they form one run."""
+    slow on lists.  Ascending indices come back without a copy when they form one run;
+    descending ones (a scan recorded from its last angle down) are read as one run, reversed."""
     if idx.size == 0:
         return np.empty((0,) + ds[0:1, rows, cols].shape[1:], ds.dtype)
+    if idx.size > 1 and np.all(np.diff(idx) == -1):
+        return ds[int(idx[-1]):int(idx[0]) + 1, rows, cols][::-1]
     breaks = np.flatnonzero(np.diff(idx) != 1) + 1
     starts = np.concatenate([[0], breaks])
     stops = np.concatenate([breaks, [idx.size]])
@@ -228,113 +302,239 @@ def _read_frames(ds: Any, idx: np.ndarray, rows: slice, cols: slice) -> np.ndarr
     return out
 
 
-# ---------------------------------------------------------------------------------------
-def _open_h5(path: str | os.PathLike, role: str = "scan") -> h5py.File:
-    p = Path(path)
-    if not p.exists():
-        raise InputError(p, None, f"{role} file does not exist")
-    if p.is_dir():
-        raise InputError(p, None, f"{role} path is a directory, expected an HDF5 file")
+# -- opening ---------------------------------------------------------------------------------
+def open_scan(path: str | os.PathLike, spec: InputSpec | None = None, **changes: Any) -> Scan:
+    """Open a scan lazily and read-only — an HDF5 file (DXchange, NeXus) or TIFF files (a
+    folder, a glob pattern, a multi-page file) — and validate its shapes, dtypes and angles.
+    ``spec`` (with ``changes``) says where its pieces are where they are not found."""
+    spec = dataclasses.replace(spec or InputSpec(), **changes)
+    is_tiff = tiff.is_tiff_source(path)
+    scan = Scan(path=Path(path) if is_tiff else Path(path), format="tiff" if is_tiff else "dxchange")
+    f = None
     try:
-        is_hdf5 = h5py.is_hdf5(p)
-    except OSError as exc:
-        raise InputError(p, None, f"cannot read {role} file ({exc.strerror or exc})") from None
-    if not is_hdf5:
-        raise InputError(p, None, f"not an HDF5 file (expected a DXchange or NXtomo {role})")
-    try:
-        return h5py.File(p, "r")  # read-only: raw data is never modified
-    except OSError as exc:
-        raise InputError(p, None, f"cannot open {role} file ({exc})") from None
+        if is_tiff:
+            _open_tiff(scan, spec)
+        else:
+            f = hdf5.open_file(path)
+            scan._closers.append(f)
+            scan.path = Path(f.filename)
+            _open_hdf5(scan, f, spec)
+        scan.metadata.update(read_metadata([c for c in scan._closers if isinstance(c, h5py.File)], scan._used,
+                                           _nexus_entry(scan)))
+        _resolve_theta(scan, f, spec)
+        return scan
+    except hdf5.HDF5_ERRORS as exc:
+        scan.close()
+        raise InputError(path, None, f"cannot read the file's HDF5 structure ({' '.join(str(exc).split())}): "
+                                     "damaged, or not completely written") from None
+    except BaseException:
+        scan.close()
+        raise
 
 
-def _get(f: h5py.File, path: str, what: str) -> Any:
-    """``f.get(path)``; an external link on the way that cannot be followed is an error naming it
-    (h5py's ``get`` would say None, as for a path that is not there)."""
-    error = None
-    try:
-        obj = f.get(path)
-    except _HDF5_ERRORS as exc:
-        obj, error = None, exc
-    if obj is not None:
-        return obj
-    broken = _broken_link(f, path)
-    if broken is not None:
-        sub, link = broken
-        target = Path(link.filename)
-        target = target if target.is_absolute() else Path(f.filename).parent / target
-        problem = "the file is missing" if not target.exists() else "cannot be opened"
-        raise InputError(f.filename, sub, f"external link to {link.filename} [{link.path}]: {problem}; "
-                                          f"expected the {what} there")
-    if error is not None:
-        raise InputError(f.filename, path, f"cannot be read ({' '.join(str(error).split())}); "
-                                           f"expected the {what} here")
-    return None
+def _set_projections(scan: Scan, stack: Any, where: str, index: np.ndarray | None = None) -> None:
+    scan._proj = Frames([(stack, index)])
+    scan.n_proj = scan._proj.n
+    scan.n_rows, scan.n_cols = int(stack.shape[1]), int(stack.shape[2])
+    scan.dtype = np.dtype(stack.dtype)
+    scan.data_path = where
 
 
-def _broken_link(f: h5py.File, path: str) -> tuple[str, h5py.ExternalLink] | None:
-    parts = [p for p in path.split("/") if p]
-    for i in range(1, len(parts) + 1):
-        sub = "/" + "/".join(parts[:i])
-        try:
-            link = f.get(sub, getlink=True)
-        except _HDF5_ERRORS:
-            return None
-        if link is None:
-            return None
-        if isinstance(link, h5py.ExternalLink):
-            try:
-                f[sub]
-            except _HDF5_ERRORS:
-                return sub, link
-    return None
+# -- TIFF --------------------------------------------------------------------------------------
+def _open_tiff(scan: Scan, spec: InputSpec) -> None:
+    stack = tiff.TiffStack(scan.path, "projections")
+    scan._closers.append(stack)
+    validate.check_frames(stack, "projections")
+    _set_projections(scan, stack, stack.name)
+    scan._used.append(("projections", stack))
+    scan.choices.append(Choice("projections", stack.source, stack.name))
+    for role in ("flats", "darks"):
+        side = spec.flat_file if role == "flats" else spec.dark_file
+        if side is None:
+            scan.field_sources[role] = f"none (TIFF stacks: give --{role[:-1]}-file)"
+            continue
+        _set_fields(scan, role, _side_frames(scan, side, spec, role))
 
 
-def _dataset(f: h5py.File, path: str, what: str, ndim: int | None = 3) -> h5py.Dataset:
-    obj = _get(f, path, what)
-    if obj is None:
-        raise InputError(f.filename, path, f"missing: expected the {what} here")
-    if not isinstance(obj, h5py.Dataset):
-        raise InputError(f.filename, path, f"is a group, expected the {what} as a dataset")
-    if ndim == 3:
-        validate.check_frames(obj, what)
-        return obj
-    if ndim is not None and obj.ndim != ndim:
-        raise InputError(f.filename, path, f"has shape {obj.shape}, expected a {ndim}-D stack of {what}")
-    if obj.size == 0:
-        raise InputError(f.filename, path, f"is empty (shape {obj.shape}), expected {what}")
-    return obj
+# -- HDF5: DXchange and NeXus -------------------------------------------------------------------------
+def _open_hdf5(scan: Scan, f: h5py.File, spec: InputSpec) -> None:
+    layout = nexus.locate(f, spec.data_path, spec.image_key_path)
+    entry = layout.entry
+    frames = hdf5.dataset(f, entry.frames.path, "frames (frames, rows, columns)" if entry.keys
+                          else "projections (angles, rows, columns)")
+    scan.format = "nxtomo" if entry.keys else ("nexus" if layout.is_nexus else "dxchange")
+    scan.choices.append(Choice("frames", entry.frames.path, entry.frames.why))
+    scan._layout = layout
+    if entry.keys is None:
+        _set_projections(scan, frames, entry.frames.path)
+        scan._used.append(("projections", frames))
+        keyed: dict[str, list[tuple[Any, np.ndarray]]] = {}
+    else:
+        keys = entry.keys.values
+        scan.choices.append(Choice("image keys", entry.keys.path, entry.keys.why))
+        proj = np.flatnonzero(keys == nexus.PROJECTION)
+        if proj.size == 0:
+            raise InputError(f.filename, entry.keys.path, "no projection frames (image_key 0)")
+        _set_projections(scan, frames, entry.frames.path, proj)
+        scan._used += [("frames (projections, flats, darks)", frames), ("image_key", f[entry.keys.path])]
+        for key in (nexus.ALIGNMENT, nexus.INVALID):
+            n = int(np.count_nonzero(keys == key))
+            if n:
+                scan.notes.append(f"{n} {nexus.KEY_NAMES[key]} frame(s) of {entry.frames.path} ignored "
+                                  f"(image key {key} in {entry.keys.path})")
+        keyed = _keyed_fields(scan, f, layout, frames, keys, proj)
+    for role in ("flats", "darks"):
+        side_file = spec.flat_file if role == "flats" else spec.dark_file
+        side_path = spec.flat_path if role == "flats" else spec.dark_path
+        if side_file is not None:
+            got = _side_frames(scan, side_file, spec, role)
+        elif side_path is not None:
+            got = _dxchange_fields(scan, f, side_path, role, given=True)
+        elif keyed.get(role) or keyed.get(role + " after"):
+            got = (Frames(keyed.get(role, [])), Frames(keyed.get(role + " after", [])), *keyed[role + " from"])
+        else:
+            got = _dxchange_fields(scan, f, DXCHANGE_FIELDS[role], role, given=False)
+        _set_fields(scan, role, got)
+    _resolve_monitor(scan, f, spec, layout, frames.shape[0])
 
 
-def _unit(ds: h5py.Dataset) -> str | None:
-    unit = ds.attrs.get("units", ds.attrs.get("unit"))
-    if isinstance(unit, np.ndarray):
-        unit = unit.ravel()[0] if unit.size else None
-    if isinstance(unit, bytes):
-        unit = unit.decode(errors="replace")
-    return None if unit is None else str(unit)
+def _keyed_fields(scan: Scan, f: h5py.File, layout: nexus.Layout, frames: h5py.Dataset, keys: np.ndarray,
+                  proj: np.ndarray) -> dict[str, Any]:
+    """Flats (before and after the projections) and darks marked by the image keys, from the
+    projections' entry, else from the entries that hold only flats and darks."""
+    out: dict[str, Any] = {}
+    entry = layout.entry
+    for role, key in (("flats", nexus.FLAT), ("darks", nexus.DARK)):
+        own = np.flatnonzero(keys == key)
+        if own.size:
+            if role == "flats":
+                before, after = own[own < proj[0]], own[own > proj[-1]]
+                if before.size == 0:  # flats only after: they are the flats
+                    before, after = after, np.empty(0, int)
+                out["flats"], out["flats after"] = [(frames, before)], [(frames, after)] if after.size else []
+            else:
+                out["darks"] = [(frames, own)]
+            out[role + " from"] = (entry.frames.path, f"image key {key} in {entry.keys.path}")
+            continue
+        lent: dict[str, list[tuple[Any, np.ndarray]]] = {"before": [], "after": []}
+        names = []
+        for side, lenders in (("before", layout.before), ("after", layout.after)):
+            for e in lenders:
+                idx = np.flatnonzero(e.keys.values == key)
+                if idx.size:
+                    ds = hdf5.dataset(f, e.frames.path, f"{role} of {e.name}")
+                    _check_frame_size(scan, ds, f.filename, e.frames.path, role)
+                    scan._used.append((role, ds))
+                    lent[side].append((ds, idx))
+                    names.append(e.frames.path)
+        if not names:
+            continue
+        if role == "flats":
+            out["flats"] = lent["before"] or lent["after"]
+            out["flats after"] = lent["after"] if lent["before"] else []
+        else:
+            out["darks"] = lent["before"] + lent["after"]
+        out[role + " from"] = (", ".join(names), f"image key {key}: other entries of the acquisition "
+                                                 f"({entry.name} has no {role})")
+    return out
 
 
-def _scalar(f: h5py.File, path: str) -> tuple[float, str | None, h5py.Dataset] | None:
-    obj = f.get(path)
-    if not isinstance(obj, h5py.Dataset) or obj.size == 0:
+def _dxchange_fields(scan: Scan, f: h5py.File, path: str, role: str, given: bool
+                     ) -> tuple[Frames, Frames | None, str, str] | None:
+    """Flats or darks at ``path`` of ``f`` (with ``<path>_post``: flats after the scan)."""
+    if not given and hdf5.get(f, path, role) is None:
+        scan.field_sources[role] = f"none at {path}"
         return None
-    try:
-        raw = obj[()]
-        value = float(np.ravel(raw)[0]) if np.ndim(raw) else float(raw)
-    except (TypeError, ValueError):
-        return None
-    return value, _unit(obj), obj
+    ds = hdf5.dataset(f, path, role)
+    _check_frame_size(scan, ds, f.filename, path, role)
+    scan._used.append((role, ds))
+    after = None
+    if role == "flats":
+        post = f.get(path + "_post")
+        if isinstance(post, h5py.Dataset) and post.ndim == 3 and post.shape[1:] == (scan.n_rows, scan.n_cols):
+            validate.check_frames(post, "flats after the scan")
+            after = Frames([(post, None)])
+            scan._used.append(("flats after the scan", post))
+    where = path if f.filename == str(scan.path) else f"{f.filename} [{path}]"
+    flag = f"--{role[:-1]}-path" if f.filename == str(scan.path) else f"--{role[:-1]}-file"
+    return Frames([(ds, None)]), after, where, f"given ({flag})" if given else "DXchange"
 
 
-def read_metadata(files: list[h5py.File], used: list[tuple[str, h5py.Dataset]] | None = None
-                  ) -> dict[str, Value]:
-    """Instrument values found in ``files`` (first file first), in metres / keV / degrees;
-    the datasets read are appended to ``used`` as ("metadata", dataset)."""
+def _side_frames(scan: Scan, side: str, spec: InputSpec, role: str
+                 ) -> tuple[Frames, Frames | None, str, str] | None:
+    """Flats or darks from another file or folder: TIFF files, or an HDF5 file (the dataset
+    given, else its DXchange path, else its frames of image key 1 or 2)."""
+    if tiff.is_tiff_source(side):
+        stack = tiff.TiffStack(side, role)
+        scan._closers.append(stack)
+        validate.check_frames(stack, role)
+        _check_frame_size(scan, stack, stack.source, stack.name, role)
+        scan._used.append((role, stack))
+        return Frames([(stack, None)]), None, stack.source, f"given (--{role[:-1]}-file): {stack.name}"
+    sf = hdf5.open_file(side, role)
+    scan._closers.append(sf)
+    path = spec.flat_path if role == "flats" else spec.dark_path
+    if path is not None or hdf5.get(sf, DXCHANGE_FIELDS[role], role) is not None:
+        return _dxchange_fields(scan, sf, path or DXCHANGE_FIELDS[role], role, given=True)
+    if not nexus.is_nexus(sf):
+        raise InputError(sf.filename, DXCHANGE_FIELDS[role], f"missing: expected the {role} here (or give "
+                                                             f"--{role[:-1]}-path)")
+    layout = nexus.locate(sf, None, None, lender=True)
+    key = nexus.FLAT if role == "flats" else nexus.DARK
+    ds = hdf5.dataset(sf, layout.entry.frames.path, role)
+    _check_frame_size(scan, ds, sf.filename, layout.entry.frames.path, role)
+    scan._used.append((role, ds))
+    if layout.entry.keys is None:
+        return (Frames([(ds, None)]), None, f"{sf.filename} [{layout.entry.frames.path}]",
+                f"given (--{role[:-1]}-file): all its frames ({layout.entry.frames.why})")
+    idx = np.flatnonzero(layout.entry.keys.values == key)
+    if idx.size == 0:
+        raise InputError(sf.filename, layout.entry.keys.path, f"no {role} (image key {key}) in this file's "
+                                                              f"frames {layout.entry.frames.path}")
+    return (Frames([(ds, idx)]), None, f"{sf.filename} [{layout.entry.frames.path}]",
+            f"given (--{role[:-1]}-file): image key {key} in {layout.entry.keys.path}")
+
+
+def _check_frame_size(scan: Scan, ds: Any, file: str, path: str, role: str) -> None:
+    if tuple(ds.shape[1:]) != (scan.n_rows, scan.n_cols):
+        raise InputError(file, path, f"{role} have frames of {ds.shape[1]} × {ds.shape[2]} (rows × columns), "
+                                     f"but the projections in {scan.path} [{scan.data_path}] are "
+                                     f"{scan.n_rows} × {scan.n_cols}")
+
+
+def _set_fields(scan: Scan, role: str, got: tuple[Frames, Frames | None, str, str] | None) -> None:
+    if got is None:
+        return
+    frames, after, where, why = got
+    scan.field_sources[role] = where
+    scan.choices.append(Choice(role, where, why))
+    if role == "darks":
+        scan._darks, scan.n_darks = frames, frames.n
+        return
+    scan._flats, scan.n_flats = frames, frames.n
+    if after is not None and after.n:
+        scan._flats_after, scan.n_flats_after = after, after.n
+
+
+# -- instrument values ---------------------------------------------------------------------------
+def _nexus_entry(scan: Scan) -> str | None:
+    layout = scan._layout
+    return layout.entry.name if layout is not None and layout.is_nexus else None
+
+
+def read_metadata(files: list[h5py.File], used: list[tuple[str, Any]] | None = None,
+                  entry: str | None = None) -> dict[str, Value]:
+    """Instrument values found in ``files`` (first file first; in the first, also inside the
+    NeXus ``entry``), in metres / keV / degrees; the datasets read are appended to ``used``."""
+    candidates = {k: list(v) for k, v in METADATA_PATHS.items()}
+    if entry is not None and files:
+        for name, paths in nexus.metadata_paths(files[0], entry).items():
+            candidates[name] += paths
     found: dict[str, Value] = {}
-    for name, candidates in METADATA_PATHS.items():
+    for name, paths in candidates.items():
         for f in files:
-            for path, kind, default_unit in candidates:
-                got = _scalar(f, path)
+            for path, kind, default_unit in paths:
+                got = hdf5.scalar(f, path)
                 if got is None:
                     continue
                 value, unit, ds = got
@@ -353,198 +553,174 @@ def read_metadata(files: list[h5py.File], used: list[tuple[str, h5py.Dataset]] |
     return found
 
 
-def _read_i0(f: h5py.File, n: int) -> tuple[np.ndarray | None, str | None, h5py.Dataset | None]:
-    for path in I0_PATHS:
-        obj = f.get(path)
-        if isinstance(obj, h5py.Dataset) and obj.ndim == 1 and obj.size >= n and obj.dtype.kind in "iuf":
-            return np.asarray(obj[:n], dtype=np.float64), path, obj
-    return None, None, None
+# -- beam monitor ---------------------------------------------------------------------------------
+def _resolve_monitor(scan: Scan, f: h5py.File, spec: InputSpec, layout: nexus.Layout, n_frames: int) -> None:
+    proj = scan._proj.parts[0][1]
+    lengths = tuple(dict.fromkeys((n_frames, scan.n_proj)))
+    if spec.monitor_path is not None:
+        ds = hdf5.dataset(f, spec.monitor_path, "beam monitor (one value per frame)", ndim=1)
+        found = nexus.Found(spec.monitor_path, "given (--monitor-path)")
+    elif not layout.is_nexus:
+        ds = next((o for o in map(f.get, I0_PATHS) if nexus._series(o, (scan.n_proj,)) or
+                   (isinstance(o, h5py.Dataset) and o.ndim == 1 and o.size > scan.n_proj and o.dtype.kind in "iuf")),
+                  None)
+        if ds is None:
+            return
+        found = nexus.Found(ds.name, "DXchange beam monitor")
+    else:
+        found, note = nexus.monitor(f, layout.entry, lengths)
+        if note:
+            scan.notes.append(f"beam monitor: {note}")
+        if found is None:
+            return
+        ds = f[found.path]
+    if ds.dtype.kind not in "iuf":
+        raise InputError(f.filename, found.path, f"holds {validate.describe_dtype(ds.dtype)}; expected the beam "
+                                                 "monitor's readings as numbers")
+    values = np.asarray(ds[()], np.float64)
+    scan.i0 = _per_projection(values, n_frames, proj, scan, f.filename, found.path, "beam monitor readings",
+                              allow_longer=not layout.is_nexus and spec.monitor_path is None)
+    scan.i0_source = found.path
+    scan._used.append(("beam monitor", ds))
+    scan.choices.append(Choice("beam monitor", found.path, found.why))
 
 
-def open_scan(path: str | os.PathLike, *, data_path: str = "/exchange/data",
-              flat_file: str | None = None, flat_path: str = "/exchange/data_white",
-              dark_file: str | None = None, dark_path: str = "/exchange/data_dark",
-              theta_source: str = "file", theta_start_deg: float | None = None,
-              theta_end_deg: float | None = None) -> Scan:
-    """Open a DXchange or NXtomo scan lazily and read-only; validate its shapes, dtypes and angles."""
-    f = _open_h5(path)
-    scan = None
-    try:
-        if data_path == "/exchange/data" and "exchange/data" not in f and _is_nxtomo(f):
-            scan = _open_nxtomo(f)
-        else:
-            scan = _open_dxchange(f, data_path, flat_file, flat_path, dark_file, dark_path)
-        scan.metadata.update(read_metadata(scan._files, scan._used))
-        _resolve_theta(scan, f, theta_source, theta_start_deg, theta_end_deg)
-        if scan.format == "dxchange":
-            scan.i0, scan.i0_source, i0_ds = _read_i0(f, scan.n_proj)
-            if i0_ds is not None:
-                scan._used.append(("beam monitor", i0_ds))
-        return scan
-    except _HDF5_ERRORS as exc:
-        _close(scan, f)
-        raise InputError(path, None, f"cannot read the file's HDF5 structure ({' '.join(str(exc).split())}): "
-                                     "damaged, or not completely written") from None
-    except BaseException:
-        _close(scan, f)
-        raise
+def _per_projection(values: np.ndarray, n_frames: int, proj: np.ndarray, scan: Scan, file: str, where: str,
+                    what: str, allow_longer: bool = False) -> np.ndarray:
+    """One value per projection from a series with one per frame (flats and darks dropped) or
+    one per projection."""
+    if values.shape[0] == n_frames and n_frames != scan.n_proj:
+        return values[proj]
+    if values.shape[0] == scan.n_proj or (allow_longer and values.shape[0] > scan.n_proj):
+        return values[:scan.n_proj]
+    frames = f"{n_frames} frames ({scan.n_proj} projections)" if n_frames != scan.n_proj else f"{n_frames} projections"
+    raise InputError(file, where, f"has {values.shape[0]} {what} for {frames}; expected one per frame or "
+                                  "one per projection")
 
 
-def _close(scan: Scan | None, f: h5py.File) -> None:
-    if scan is not None:
-        scan.close()
-    f.close()
-
-
-def _open_dxchange(f: h5py.File, data_path: str, flat_file: str | None, flat_path: str,
-                   dark_file: str | None, dark_path: str) -> Scan:
-    data = _dataset(f, data_path, "projections (angles, rows, columns)")
-    n_proj, n_rows, n_cols = data.shape
-    scan = Scan(path=Path(f.filename), format="dxchange", n_proj=n_proj, n_rows=n_rows,
-                n_cols=n_cols, dtype=data.dtype, theta_deg=np.empty(0), theta_source="",
-                data_path=data_path, _files=[f], _data=data, _used=[("projections", data)])
-    for role, side_file, side_path in (("flats", flat_file, flat_path), ("darks", dark_file, dark_path)):
-        sf = f
-        if side_file:
-            sf = _open_h5(side_file, role)
-            scan._files.append(sf)
-        if _get(sf, side_path, role) is None:
-            if side_file:
-                raise InputError(sf.filename, side_path, f"missing: expected the {role} here")
-            continue
-        ds = _dataset(sf, side_path, role)
-        if ds.shape[1:] != (n_rows, n_cols):
-            raise InputError(sf.filename, side_path,
-                             f"{role} have frames of {ds.shape[1]} × {ds.shape[2]} (rows × columns), "
-                             f"but the projections in {f.filename} [{data_path}] are {n_rows} × {n_cols}")
-        scan._used.append((role, ds))
-        if role == "flats":
-            scan._flats, scan.n_flats = ds, ds.shape[0]
-            post = sf.get(side_path + "_post")
-            if isinstance(post, h5py.Dataset) and post.ndim == 3 and post.shape[1:] == (n_rows, n_cols):
-                validate.check_frames(post, "flats after the scan")
-                scan._flats_after, scan.n_flats_after = post, post.shape[0]
-                scan._used.append(("flats after the scan", post))
-        else:
-            scan._darks, scan.n_darks = ds, ds.shape[0]
-    return scan
-
-
-def _is_nxtomo(f: h5py.File) -> bool:
-    return _nx_entry(f) is not None
-
-
-def _nx_entry(f: h5py.File) -> str | None:
-    for name, obj in f.items():
-        if isinstance(obj, h5py.Group):
-            d = obj.get("definition")
-            if isinstance(d, h5py.Dataset):
-                v = d[()]
-                v = v.decode() if isinstance(v, bytes) else str(v)
-                if v.strip() == "NXtomo":
-                    return name
-            if "data" in obj and isinstance(obj.get("data"), h5py.Group) and "image_key" in obj["data"]:
-                return name
-    return None
-
-
-def _open_nxtomo(f: h5py.File) -> Scan:
-    entry = _nx_entry(f)
-    assert entry is not None
-    base = f"/{entry}"
-    grp = f[base]
-    # Diamond writes /entry/data/{data,image_key,rotation_angle}; ESRF the same under instrument/detector
-    candidates = [f"{base}/data", f"{base}/instrument/detector"]
-    where = next((c for c in candidates if c in f and "image_key" in f[c] and "data" in f[c]), None)
-    if where is None:
-        raise InputError(f.filename, f"{base}/data", "NXtomo entry without data and image_key")
-    frames = _dataset(f, f"{where}/data", "frames (frames, rows, columns)")
-    key_ds = _dataset(f, f"{where}/image_key", "image_key", ndim=1)
-    if key_ds.dtype.kind not in "iu":
-        raise InputError(f.filename, key_ds.name, f"holds {validate.describe_dtype(key_ds.dtype)}; expected "
-                                                  "integers (0 projection, 1 flat, 2 dark)")
-    key = np.asarray(key_ds[()]).astype(int)
-    if key.shape[0] != frames.shape[0]:
-        raise InputError(f.filename, f"{where}/image_key",
-                         f"has {key.shape[0]} entries for {frames.shape[0]} frames")
-    proj = np.flatnonzero(key == 0)
-    if proj.size == 0:
-        raise InputError(f.filename, f"{where}/image_key", "no projection frames (image_key 0)")
-    flats = np.flatnonzero(key == 1)
-    darks = np.flatnonzero(key == 2)
-    before, after = flats[flats < proj[0]], flats[flats > proj[-1]]
-    if before.size == 0:  # flats only after: use them as the flats
-        before, after = after, np.empty(0, int)
-    _, n_rows, n_cols = frames.shape
-    scan = Scan(path=Path(f.filename), format="nxtomo", n_proj=proj.size, n_rows=n_rows,
-                n_cols=n_cols, dtype=frames.dtype, theta_deg=np.empty(0), theta_source="",
-                data_path=f"{where}/data", _files=[f], _data=frames, _flats=frames,
-                _flats_after=frames, _darks=frames, _proj_frames=proj, _flat_frames=before,
-                _flat_after_frames=after, _dark_frames=darks, n_flats=before.size,
-                n_flats_after=after.size, n_darks=darks.size,
-                _used=[("frames (projections, flats, darks)", frames), ("image_key", key_ds)])
-    angle_path = next((p for p in (f"{where}/rotation_angle", f"{base}/sample/rotation_angle")
-                       if p in f), None)
-    if angle_path is not None:
-        ds = _dataset(f, angle_path, "rotation angles", ndim=None)
-        unit = _unit(ds)
-        angles = validate.angles_to_degrees(ds[()], unit, f.filename, angle_path, default_unit="degree")
-        if angles.shape[0] != frames.shape[0]:
-            raise InputError(f.filename, angle_path,
-                             f"has {angles.shape[0]} angles for {frames.shape[0]} frames")
-        scan.theta_deg = angles[proj]
-        scan.theta_source = f"{angle_path} [{unit or 'no units attribute: assumed degree'}]"
-        scan._theta_read = (angle_path, unit)
-        scan._used.append(("angles", ds))
-    monitor = grp.get("control/data")
-    if (isinstance(monitor, h5py.Dataset) and monitor.ndim == 1 and monitor.shape[0] == frames.shape[0]
-            and monitor.dtype.kind in "iuf"):
-        scan.i0, scan.i0_source = np.asarray(monitor[()], float)[proj], monitor.name
-        scan._used.append(("beam monitor", monitor))
-    return scan
-
-
-def _resolve_theta(scan: Scan, f: h5py.File, source: str, start: float | None, end: float | None) -> None:
-    _read_theta(scan, f, source, start, end)
+# -- angles ----------------------------------------------------------------------------------------
+def _resolve_theta(scan: Scan, f: h5py.File | None, spec: InputSpec) -> None:
+    _read_theta(scan, f, spec)
     if scan._theta_read is None:  # equally spaced from start and end, which are in degrees
         validate.check_angles(scan.theta_deg, scan.path, scan.theta_source, "deg",
                               "the start and end are in degrees")
+        scan.choices.append(Choice("angles", "computed", scan.theta_source))
     else:
-        dataset, unit = scan._theta_read
-        validate.check_angles(scan.theta_deg, scan.path, dataset, unit,
-                              f"the units attribute says {unit!r}" if unit else "no units attribute says otherwise")
+        validate.check_angles(scan.theta_deg, *scan._theta_read)
 
 
-def _read_theta(scan: Scan, f: h5py.File, source: str, start: float | None, end: float | None) -> None:
-    n = scan.n_proj
-    if source == "calc" or (scan.theta_source == "" and "exchange/theta" not in f):
-        scan._theta_read = None  # the file's angles, if any, are not used
-        scan._used = [(role, ds) for role, ds in scan._used if role != "angles"]
-        md = scan.metadata
-        if start is None and "rotation_start_deg" in md:
-            start = md["rotation_start_deg"].value
-        if end is None and "rotation_end_deg" in md:
-            end = md["rotation_end_deg"].value
-        how = "parameters"
-        if start is None:
-            start, how = 0.0, "default"
-        if end is None:
-            end, how = start + 180.0, "default"
-        elif "rotation_end_deg" in md and source != "calc":
-            how = ", ".join(md[k].source.split(" ")[0] for k in ("rotation_start_deg", "rotation_end_deg") if k in md)
-        # end is exclusive: the last projection is one step short of it, as in tomopy.angles
-        scan.theta_deg = start + (end - start) * np.arange(n) / n
-        scan.theta_source = (f"equally spaced over {start:g}..{end:g}° ({how})")
-        return
-    if scan.theta_source:  # NXtomo set it
-        return
-    ds = _dataset(f, "/exchange/theta", "angles in degrees", ndim=None)
-    unit = _unit(ds)
-    theta = validate.angles_to_degrees(ds[()], unit, f.filename, "/exchange/theta")
-    if theta.shape[0] != n:
-        raise InputError(f.filename, "/exchange/theta",
-                         f"has {theta.shape[0]} angles but {scan.data_path} has {n} projections")
+def _read_theta(scan: Scan, f: h5py.File | None, spec: InputSpec) -> None:
+    layout = scan._layout
+    n_frames = scan._proj.parts[0][0].shape[0]
+    proj = scan._proj.parts[0][1]
+    if spec.theta_source == "calc":
+        return _calc_theta(scan, spec, "parameters")
+    found = None
+    if spec.angles_file is not None:
+        values, unit, where, file, ds = _angles_file(scan, spec)
+        dxchange = ds is not None and ds.name == "/exchange/theta"
+    else:
+        if spec.angles_path is not None:
+            found = nexus.Found(spec.angles_path, "given (--angles-path)")
+        elif f is not None and layout is not None and not layout.is_nexus and "exchange/theta" in f:
+            found = nexus.Found("/exchange/theta", "DXchange")
+        elif f is not None and layout is not None and layout.is_nexus:
+            found = nexus.angles(f, layout.entry, tuple(dict.fromkeys((n_frames, scan.n_proj))))
+        if found is None:
+            if spec.angles_path is None and scan.format == "tiff" and spec.theta_end_deg is None:
+                raise InputError(scan.path, None, "TIFF files carry no angles: give --angles-file FILE (one "
+                                                  "angle per projection) or --theta-start-deg/--theta-end-deg")
+            return _calc_theta(scan, spec, "default")
+        if f is None:
+            raise InputError(scan.path, None, "--angles-path reads an HDF5 scan; for TIFF files give "
+                                              "--angles-file")
+        ds = hdf5.dataset(f, found.path, "rotation angles", ndim=None)
+        values, unit, where, file = ds[()], hdf5.unit(ds), found.path, f.filename
+        dxchange = found.path == "/exchange/theta" and spec.angles_path is None
+    attribute = unit
+    unit, how = _angle_unit(values, attribute, spec.angles_unit, dxchange, file, where)
+    dataset = None if ds is None else where
+    theta = validate.angles_to_degrees(values, unit, file, dataset, default_unit="deg")
+    theta = _per_projection(theta, n_frames, proj, scan, file, dataset, "angles")
     scan.theta_deg = theta
-    scan.theta_source = "/exchange/theta" + (f" [{unit}]" if unit else " [no units attribute: assumed degrees]")
-    scan._theta_read = ("/exchange/theta", unit)
-    scan._used.append(("angles", ds))
+    scan.theta_source = f"{where} [{how}]"
+    why_unit = (f"--angles-unit says {unit!r}" if spec.angles_unit else
+                f"the units attribute says {unit!r}" if attribute else "no units attribute says otherwise")
+    scan._theta_read = (file, dataset, unit, why_unit)
+    if ds is not None:
+        scan._used.append(("angles", ds))
+    why = found.why if spec.angles_file is None else "given (--angles-file)"
+    if n_frames != scan.n_proj and theta.size != values.size:
+        why += f"; the {values.size - theta.size} angles of flats and darks are not used"
+    scan.choices.append(Choice("angles", where, f"{why}; unit {how}"))
+
+
+def _angles_file(scan: Scan, spec: InputSpec) -> tuple[np.ndarray, str | None, str, str, h5py.Dataset | None]:
+    """(values, unit attribute, where, file, dataset or None) of ``--angles-file``: an HDF5 file
+    (at ``--angles-path``, default /exchange/theta) or text, one angle per projection."""
+    path = Path(spec.angles_file).absolute()
+    if not path.is_file():
+        raise InputError(path, None, "angles file does not exist" if not path.exists() else
+                         "angles file is not a file")
+    try:
+        is_hdf5 = h5py.is_hdf5(path)
+    except OSError as exc:
+        raise InputError(path, None, f"cannot read the angles file ({exc.strerror or exc})") from None
+    if is_hdf5:
+        af = hdf5.open_file(path, "angles")
+        scan._closers.append(af)
+        where = spec.angles_path or "/exchange/theta"
+        ds = hdf5.dataset(af, where, "rotation angles", ndim=None)
+        return ds[()], hdf5.unit(ds), where, str(path), ds
+    try:
+        values = np.loadtxt(path, ndmin=1, comments="#", delimiter=None).ravel()
+    except ValueError as exc:
+        raise InputError(path, None, f"not a text file of numbers ({exc}); expected one angle per "
+                                     "projection, a line each") from None
+    scan._other_files.append(DataFile("angles", str(path), "text"))
+    return values, None, str(path), str(path), None
+
+
+def _angle_unit(values: np.ndarray, attribute: str | None, given: str | None, dxchange: bool,
+                file: object, where: str) -> tuple[str | None, str]:
+    """The unit to read angles in and why: ``--angles-unit``, else the units attribute, else
+    degrees for DXchange's /exchange/theta.  Other angles without a unit are refused: NeXus
+    requires one, and 90…270 could as well be several turns in radians."""
+    if given is not None:
+        differs = attribute is not None and U.factor(attribute, "angle", "deg") != U.factor(given, "angle", "deg")
+        return given, f"{given}: --angles-unit" + (f", overriding the units attribute {attribute!r}" if differs else "")
+    if attribute is not None:
+        return attribute, attribute
+    if dxchange:
+        return None, "no units attribute: degrees, as DXchange defines"
+    v = np.asarray(values)
+    if v.dtype.kind not in "iuf" or v.size == 0 or not np.all(np.isfinite(v)):
+        return None, "no units attribute"  # angles_to_degrees says what is wrong with them
+    lo, hi = float(v.min()), float(v.max())
+    guess = ("beyond 2π, so not one turn in radians: degrees?" if hi - lo > validate.RADIAN_SPAN_DEG
+             else "within 2π: radians?")
+    raise InputError(file, None if str(file) == where else where,
+                     f"the angles have no unit (no units attribute) and run from {lo:g} to {hi:g} ({guess}); "
+                     "give --angles-unit deg or rad")
+
+
+def _calc_theta(scan: Scan, spec: InputSpec, how: str) -> None:
+    """Angles equally spaced from start to end (exclusive), in degrees."""
+    scan._theta_read = None
+    md = scan.metadata
+    start, end = spec.theta_start_deg, spec.theta_end_deg
+    if start is None and "rotation_start_deg" in md:
+        start = md["rotation_start_deg"].value
+    if end is None and "rotation_end_deg" in md:
+        end = md["rotation_end_deg"].value
+    if spec.theta_start_deg is not None or spec.theta_end_deg is not None:
+        how = "parameters"
+    if start is None:
+        start, how = 0.0, "default"
+    if end is None:
+        end, how = start + 180.0, "default"
+    elif "rotation_end_deg" in md and spec.theta_end_deg is None:
+        how = ", ".join(md[k].source.split(" ")[0] for k in ("rotation_start_deg", "rotation_end_deg") if k in md)
+    # end is exclusive: the last projection is one step short of it, as in tomopy.angles
+    scan.theta_deg = start + (end - start) * np.arange(scan.n_proj) / scan.n_proj
+    scan.theta_source = f"equally spaced over {start:g}..{end:g}° ({how})"

@@ -41,19 +41,31 @@ def describe_dtype(dtype: np.dtype) -> str:
     return f"{_KINDS.get(dtype.kind, 'values')} ({dtype})"
 
 
-def check_frames(ds: h5py.Dataset, what: str) -> None:
-    """A stack of frames (frames, rows, columns) of real numbers, readable in full.
+def location(ds: object) -> tuple[str, str]:
+    """(file, dataset) that name a stack of frames in messages: an HDF5 dataset's file and path,
+    or a TIFF stack's folder (or file) and which files."""
+    if isinstance(ds, h5py.Dataset):
+        return ds.file.filename, ds.name
+    return ds.location  # type: ignore[attr-defined]
+
+
+def check_frames(ds: object, what: str) -> None:
+    """A stack of frames (frames, rows, columns) of real numbers, readable in full (an HDF5
+    dataset, or anything sliced like one, such as a TIFF stack).
 
     Refuses booleans, complex numbers, strings and compound records, and a virtual dataset
     with a source HDF5 would silently read as its fill value."""
-    if ds.ndim != 3:
-        raise InputError(ds.file.filename, ds.name, f"has shape {ds.shape}, expected a 3-D stack of {what}")
-    if ds.size == 0:
-        raise InputError(ds.file.filename, ds.name, f"is empty (shape {ds.shape}), expected {what}")
-    if ds.dtype.kind not in "iuf":
-        raise InputError(ds.file.filename, ds.name,
-                         f"holds {describe_dtype(ds.dtype)}; expected {what} as integer or floating-point counts")
-    check_virtual_sources(ds, what)
+    file, name = location(ds)
+    shape, dtype = ds.shape, ds.dtype  # type: ignore[attr-defined]
+    if len(shape) != 3:
+        raise InputError(file, name, f"has shape {shape}, expected a 3-D stack of {what}")
+    if 0 in shape:
+        raise InputError(file, name, f"is empty (shape {shape}), expected {what}")
+    if dtype.kind not in "iuf":
+        raise InputError(file, name,
+                         f"holds {describe_dtype(dtype)}; expected {what} as integer or floating-point counts")
+    if isinstance(ds, h5py.Dataset):
+        check_virtual_sources(ds, what)
 
 
 # -- virtual datasets -------------------------------------------------------------------------
@@ -189,3 +201,30 @@ def check_fields(flat: np.ndarray, dark: np.ndarray, file: object, where: str) -
                                       f"pixels checked, {' and '.join(what)}; expected flats brighter "
                                       "than darks (check --flat-path/--dark-path, or --flat-dark false "
                                       "for data already normalised)")
+
+
+def angle_span(theta_deg: np.ndarray) -> float:
+    """Degrees the projections cover: the angles' range plus one median step (the last
+    projection stands for a step, as the first does), whatever their order."""
+    th = np.sort(np.asarray(theta_deg, np.float64))
+    if th.size < 2:
+        return 0.0
+    return float(th[-1] - th[0] + np.median(np.diff(th)))
+
+
+def angle_coverage_note(theta_deg: np.ndarray, half_acquisition: str) -> str | None:
+    """What a user should know about the angles' range, or None for a plain 180° scan:
+    a full turn without half acquisition asked for (it may be one), half acquisition asked
+    for without a full turn, a range short of 180°, a scan over more than a turn."""
+    span = angle_span(theta_deg)
+    step = span / max(theta_deg.size, 1)
+    lo, hi = float(np.min(theta_deg)), float(np.max(theta_deg))
+    what = f"the {theta_deg.size} angles cover {span:.1f}° ({lo:g}…{hi:g}°)"
+    if span < 180 - 1.5 * step:
+        return f"{what}, less than 180°: the missing directions show as streaks (limited-angle data)"
+    if half_acquisition == "off" and abs(span - 360) <= 1.5 * step:
+        return (f"{what}, a full turn: if the rotation axis sits near one edge of the detector (half "
+                "acquisition, an object wider than the field of view), give --half-acquisition auto")
+    if span > 360 + 1.5 * step:
+        return f"{what}, more than a turn: every direction is used, each weighted by its neighbours' spacing"
+    return None

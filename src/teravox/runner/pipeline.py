@@ -159,6 +159,9 @@ def _run_locked(scan: str | Path | None, outdir: Path, params: Params, *, jobs: 
     level_paths = save(plan, plan_path)
     log(summary(plan))
     plans = list(zip(plan["level_plans"], level_paths, strict=True)) if level_paths else [(plan, plan_path)]
+    # the angles' range, frames left out: worth a look before the volume
+    for note in dict.fromkeys(n for p_, _ in plans for n in p_.get("notes", [])):
+        warn(note)
     # Holding the folder's lock, every temporary file here is left by a run that is over (a
     # killed job, local or on SLURM), whatever its process id means on this machine; without
     # a lock (a filesystem without locks) only those of dead local processes are known to be.

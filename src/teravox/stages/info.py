@@ -9,8 +9,10 @@ import sys
 
 import numpy as np
 
-from teravox.io import open_scan
+from teravox.config import Params, from_mapping
+from teravox.io import open_scan_for
 from teravox.io.scan import METADATA_PATHS
+from teravox.io.validate import angle_coverage_note, angle_span
 from teravox.stages._common import cli_entry
 
 LABELS = {"energy_kev": ("energy", "keV", 1.0), "pixel_size_m": ("pixel size", "µm", 1e6),
@@ -19,33 +21,51 @@ LABELS = {"energy_kev": ("energy", "keV", 1.0), "pixel_size_m": ("pixel size", "
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from teravox.config import add_arguments
+
     p = argparse.ArgumentParser(
         prog="teravox info",
-        description="Print what a DXchange or NXtomo scan holds: shapes, dtypes, angle range, the "
-                    "instrument values found (and the dataset each came from), what is missing, the "
-                    "size of the reconstructed volume, and every file the scan reads (external links "
-                    "and virtual-dataset sources included). Opens the files read-only.")
-    p.add_argument("scan", help="scan file")
-    p.add_argument("--flat-file", help="flats from another file")
-    p.add_argument("--dark-file", help="darks from another file")
+        description="Print what a scan holds — a DXchange or NeXus HDF5 file, or TIFF files (a folder, "
+                    "a glob pattern, a multi-page file): shapes, dtypes, angle range, which datasets "
+                    "were chosen for the frames, image keys, angles, flats, darks and beam monitor, and "
+                    "why; the instrument values found (and the dataset each came from), what is "
+                    "missing, the size of the reconstructed volume, and every file the scan reads "
+                    "(external links, virtual-dataset sources and TIFF folders included). Opens the files "
+                    "read-only. Takes the input parameters of `teravox run` (--data-path, --angles-path, ...).",
+        epilog="examples:\n"
+               "  teravox info scan.h5\n"
+               "  teravox info scan.nxs --data-path /entry/pco1_hw_hdf/data --angles-unit deg\n"
+               "  teravox info proj/ --flat-file flats/ --dark-file darks/ --angles-file angles.txt --angles-unit deg\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("scan", help="scan: an HDF5 file, a folder or glob pattern of TIFF files, or a multi-page TIFF")
+    p.add_argument("--params", metavar="FILE", help="JSON or YAML parameter file (its input parameters are used)")
     p.add_argument("--json", action="store_true", help="print a JSON object instead of text")
+    add_arguments(p, ("input",))
     return p
 
 
-def describe(path: str, flat_file: str | None = None, dark_file: str | None = None) -> dict:
-    with open_scan(path, flat_file=flat_file, dark_file=dark_file) as scan:
+def describe(path: str, params: Params | None = None) -> dict:
+    """What ``teravox info`` prints, as a JSON-able dict."""
+    params = params or from_mapping({})
+    with open_scan_for(path, params) as scan:
         th = scan.theta_deg
-        step = float(np.median(np.diff(th))) if th.size > 1 else 0.0
-        span = float(th[-1] - th[0] + step) if th.size > 1 else 0.0
+        step = float(np.median(np.diff(np.sort(th)))) if th.size > 1 else 0.0
         vol = scan.n_rows * scan.n_cols * scan.n_cols * 4
+        notes = list(scan.notes)
+        coverage = angle_coverage_note(th, params.half_acquisition)
+        if coverage:
+            notes.append(coverage)
         return {
             "file": str(scan.path), "format": scan.format,
             "projections": {"dataset": scan.data_path, "shape": list(scan.shape), "dtype": str(scan.dtype),
                             "size_bytes": scan.nbytes},
             "flats": scan.n_flats, "flats_after": scan.n_flats_after, "darks": scan.n_darks,
             "angles": {"count": int(th.size), "first_deg": float(th[0]), "last_deg": float(th[-1]),
-                       "step_deg": step, "span_deg": span, "source": scan.theta_source},
+                       "min_deg": float(th.min()), "max_deg": float(th.max()),
+                       "step_deg": step, "span_deg": angle_span(th), "source": scan.theta_source},
             "beam_monitor": scan.i0_source,
+            "chosen": [dataclasses.asdict(c) for c in scan.choices],
+            "notes": notes,
             "metadata": {k: {"value": v.value, "source": v.source} for k, v in scan.metadata.items()},
             "missing": [k for k in METADATA_PATHS if k not in scan.metadata],
             "volume_float32_bytes": vol,
@@ -63,6 +83,7 @@ def _size(n: float) -> str:
 
 def render(d: dict) -> str:
     p, a = d["projections"], d["angles"]
+    order = "" if a["first_deg"] <= a["last_deg"] else ", descending"
     lines = [
         f"{d['file']}  ({d['format']})",
         f"  projections  {p['dataset']}  {' × '.join(map(str, p['shape']))} (angles × rows × columns)"
@@ -70,8 +91,11 @@ def render(d: dict) -> str:
         f"  flats {d['flats']}" + (f" (+{d['flats_after']} after)" if d["flats_after"] else "")
         + f"   darks {d['darks']}",
         f"  angles       {a['count']} from {a['first_deg']:.3f}° to {a['last_deg']:.3f}° "
-        f"(step {a['step_deg']:.4f}°, span {a['span_deg']:.1f}°)  ← {a['source']}",
+        f"(step {a['step_deg']:.4f}°, span {a['span_deg']:.1f}°{order})  ← {a['source']}",
         f"  beam monitor {d['beam_monitor'] or 'none'}",
+        "  chosen:",
+        *(f"    {c['role']:<13} {c['where']}  ← {c['why']}" for c in d["chosen"]),
+        *(f"  note: {n}" for n in d["notes"]),
         "  instrument values found:",
     ]
     for key, v in d["metadata"].items():
@@ -100,7 +124,9 @@ def files_read(entries: list[dict]) -> dict[str, list[str]]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    d = describe(args.scan, args.flat_file, args.dark_file)
+    from teravox.config import from_args, load_file
+
+    d = describe(args.scan, from_args(args, load_file(args.params) if args.params else None))
     print(json.dumps(d, indent=1) if args.json else render(d))
     return 0
 

@@ -186,6 +186,7 @@ def summary(plan: dict) -> str:
         f"  centre: {cval}",
         *(["  angles: not in increasing order in the file; projections are used ordered by angle"]
           if plan.get("angles_reordered") else []),
+        *(f"  note: {n}" for n in plan.get("notes", [])),
     ])
 
 

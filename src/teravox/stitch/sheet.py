@@ -291,15 +291,13 @@ class ScanMeta:
 def open_row(row: SheetRow, params: Any) -> Any:
     """Open the scan of ``row`` read-only with the input parameters of ``params`` and the row's
     own flat/dark files (else ``params.flat_file``/``dark_file``)."""
-    from teravox.io import open_scan
+    from teravox.io import open_scan_for
 
     flat = row.flat_file or params.flat_file
     dark = row.dark_file or params.dark_file
     try:
-        return open_scan(row.file, data_path=params.data_path, flat_file=None if flat is None else str(flat),
-                         flat_path=params.flat_path, dark_file=None if dark is None else str(dark),
-                         dark_path=params.dark_path, theta_source=params.theta_source,
-                         theta_start_deg=params.theta_start_deg, theta_end_deg=params.theta_end_deg)
+        return open_scan_for(row.file, params, flat_file=None if flat is None else str(flat),
+                             dark_file=None if dark is None else str(dark))
     except InputError as exc:
         if row.sheet is None and row.line is None:
             raise

@@ -189,7 +189,7 @@ CASES: dict[str, Case] = {
     "nxtomo-nan-angles": Case("4", lambda g, d: edit(g, d / "nx.h5", lambda f: nx_angles(
         f, np.where(np.arange(f["/entry/sample/rotation_angle"].shape[0]) == 30, np.nan,
                     f["/entry/sample/rotation_angle"][()]), "degree")), nxtomo=True,
-        expect=("rotation_angle", "1 of 44 angles are NaN or infinite")),
+        expect=("rotation_angle", "1 of 24 angles are NaN or infinite")),
     "pad-width-negative": Case("4", args=["--pad-width-px", "-5"], expect=("pad_width_px must be at least 0",)),
     "stripe-sm-size-0": Case("4", args=["--stripe-recon", "sorting", "--stripe-sm-size", "0"],
                              expect=("stripe_sm_size must be at least 1",)),

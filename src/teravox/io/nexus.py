@@ -228,6 +228,7 @@ def locate(f: h5py.File, data_path: str | None, image_key_path: str | None, *, l
     if data_path is not None or isinstance(f.get("/exchange/data"), h5py.Dataset):
         path = data_path or "/exchange/data"
         why = "given (--data-path)" if data_path else "DXchange /exchange/data"
+        hdf5.dataset(f, path, "frames (frames, rows, columns)")
         name = _enclosing_entry(f, path) if data_path else None
         parent = path.rsplit("/", 1)[0] or "/"
         nxdata = parent if nx_class(f.get(parent)) == "NXdata" else None

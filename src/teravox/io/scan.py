@@ -638,10 +638,13 @@ def _read_theta(scan: Scan, f: h5py.File | None, spec: InputSpec) -> None:
         values, unit, where, file = ds[()], hdf5.unit(ds), found.path, f.filename
         dxchange = found.path == "/exchange/theta" and spec.angles_path is None
     attribute = unit
-    unit, how = _angle_unit(values, attribute, spec.angles_unit, dxchange, file, where)
     dataset = None if ds is None else where
+    values = np.asarray(values)
+    n_values = values.shape[0] if values.ndim else 1
+    if values.ndim == 1:  # the angles of flats and darks are not used, nor checked
+        values = _per_projection(values, n_frames, proj, scan, file, dataset, "angles")
+    unit, how = _angle_unit(values, attribute, spec.angles_unit, dxchange, file, where)
     theta = validate.angles_to_degrees(values, unit, file, dataset, default_unit="deg")
-    theta = _per_projection(theta, n_frames, proj, scan, file, dataset, "angles")
     scan.theta_deg = theta
     scan.theta_source = f"{where} [{how}]"
     why_unit = (f"--angles-unit says {unit!r}" if spec.angles_unit else
@@ -650,8 +653,8 @@ def _read_theta(scan: Scan, f: h5py.File | None, spec: InputSpec) -> None:
     if ds is not None:
         scan._used.append(("angles", ds))
     why = found.why if spec.angles_file is None else "given (--angles-file)"
-    if n_frames != scan.n_proj and theta.size != values.size:
-        why += f"; the {values.size - theta.size} angles of flats and darks are not used"
+    if n_frames != scan.n_proj and n_values == n_frames:
+        why += f"; the {n_frames - scan.n_proj} angles of other frames (flats, darks) are not used"
     scan.choices.append(Choice("angles", where, f"{why}; unit {how}"))
 
 

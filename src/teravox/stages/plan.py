@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: teravox plan scan.h5 --center 1024.5 --proj-chunks 8 --sino-chunks 4 "
                "--memory 4G -o plan.json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("scan", nargs="*", help="DXchange or NXtomo scan file (several, or --scan-sheet: stitching)")
+    p.add_argument("scan", nargs="*", help="scan: DXchange or NeXus HDF5, or TIFF files (several, or --scan-sheet: stitching)")
     p.add_argument("-o", "--output", default="plan.json", help="plan file to write (default: plan.json)")
     p.add_argument("--workdir", default=None,
                    help="directory for chunk files and outputs (default: the plan file's directory)")

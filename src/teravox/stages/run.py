@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  teravox run --scan scan.h5 --out recon/ --tori settings.tori --jobs 4 --memory 16G\n"
                "  teravox run --scan scan.h5 --out recon/ --executor slurm --partition all\n")
     p.add_argument("--scan", default=None,
-                   help="raw DXchange or NXtomo scan, opened read-only (default with --tori: its data_file)")
+                   help="raw scan, opened read-only: a DXchange or NeXus HDF5 file, or TIFF files (a folder, a glob "
+                        "pattern, a multi-page file) (default with --tori: its data_file)")
     p.add_argument("--scan-sheet", default=None, metavar="FILE",
                    help="CSV/JSON/YAML sheet of laterally offset scans to stitch (file, position_mm)")
     p.add_argument("--out", required=True, help="output directory (volume, report, log; intermediates)")

@@ -306,9 +306,10 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
     half = params.half_acquisition != "off"
     from teravox.io.validate import angle_coverage_note, angle_span
 
-    if half and angle_span(theta) < 360 - 1.5 * angle_span(theta) / n_p:
+    span = angle_span(theta)
+    if half and span < 360 - 1.5 * span / n_p:
         raise PlanError(f"half_acquisition: {params.half_acquisition} needs angles over a full turn (360°); the "
-                        f"{n_p} selected projections cover {angle_span(theta):.1f}° ({theta.min():g}…{theta.max():g}°, "
+                        f"{n_p} selected projections cover {span:.1f}° ({theta.min():g}…{theta.max():g}°, "
                         f"from {scan.theta_source})")
     notes = list(scan.notes)
     coverage = angle_coverage_note(theta, params.half_acquisition)

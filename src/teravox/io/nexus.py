@@ -151,49 +151,21 @@ def _same(a: h5py.Dataset, b: h5py.Dataset) -> bool:
 
 
 # -- frames ---------------------------------------------------------------------------------------
-def _frame_candidates(f: h5py.File, entry: str) -> list[list[tuple[Found, str | None, h5py.Dataset]]]:
-    """Frame stacks of an entry by trust: the default NXdata's signal; any NXdata's signal;
-    an NXdetector's data.  Each as (found, its NXdata group or None, dataset)."""
-    what = "frames"
-    tiers: list[list[tuple[Found, str | None, h5py.Dataset]]] = [[], [], []]
-    default = hdf5.attr_text(f[entry], "default")
-    nxdata = _groups(f, entry, "NXdata")
-    if not nxdata and isinstance(f.get(f"{entry}/data"), h5py.Group):
-        nxdata = [f"{entry}/data"]  # written without NX_class
-    for group in nxdata:
-        g = f[group]
-        signal = hdf5.attr_text(g, "signal")
-        if signal is None:
-            signal = next((n for n in g if _signal_flag(g, n)), "data" if "data" in g else None)
-        if signal is None:
-            continue
-        obj = _child(f, group, signal, what)
-        if isinstance(obj, h5py.Dataset) and obj.ndim == 3:
-            is_default = default is not None and group.rsplit("/", 1)[1] == default
-            why = (f"signal of the NXdata group {group}" + (" (the entry's default)" if is_default else ""))
-            tiers[0 if is_default else 1].append((Found(f"{group}/{signal}", why), group, obj))
-    instruments = _groups(f, entry, "NXinstrument") or [f"{entry}/instrument"]
-    for inst in instruments:
-        dets = _groups(f, inst, "NXdetector") or ([f"{inst}/detector"] if f.get(f"{inst}/detector") else [])
-        for det in dets:
-            obj = _child(f, det, "data", what)
-            if isinstance(obj, h5py.Dataset) and obj.ndim == 3:
-                tiers[2].append((Found(f"{det}/data", f"data of the NXdetector {det}"), None, obj))
-    # one stack reached through several links counts once, as its most trusted finding
-    seen: list[h5py.Dataset] = []
-    out: list[list[tuple[Found, str | None, h5py.Dataset]]] = []
-    for tier in tiers:
-        kept = []
-        for cand in tier:
-            if not any(_same(cand[2], s) for s in seen):
-                seen.append(cand[2])
-                kept.append(cand)
-        out.append(kept)
-    return out
+def _signal(f: h5py.File, group: str) -> tuple[str, h5py.Dataset] | None:
+    """(path, dataset) of an NXdata group's signal (``signal`` attribute, or NeXus' older
+    ``signal=1`` on the dataset, or ``data``) when it is a 3-D stack; a broken external link
+    is an error."""
+    g = f[group]
+    name = hdf5.attr_text(g, "signal")
+    if name is None:
+        name = next((n for n in g if _signal_flag(g, n)), "data" if "data" in g else None)
+    if name is None:
+        return None
+    obj = _child(f, group, name, "frames")
+    return (f"{group}/{name}", obj) if isinstance(obj, h5py.Dataset) and obj.ndim == 3 else None
 
 
 def _signal_flag(g: h5py.Group, name: str) -> bool:
-    """NeXus' older convention: the signal dataset carries ``signal=1``."""
     try:
         obj = g.get(name)
     except hdf5.HDF5_ERRORS:
@@ -201,19 +173,51 @@ def _signal_flag(g: h5py.Group, name: str) -> bool:
     return isinstance(obj, h5py.Dataset) and str(hdf5.attr_text(obj, "signal")) == "1"
 
 
+def _unique(cands: list[tuple[Found, str | None, h5py.Dataset]], what: str, f: h5py.File
+            ) -> tuple[Found, str | None] | None:
+    """The one stack among ``cands`` (links to one dataset count once); several: refused."""
+    distinct: list[tuple[Found, str | None, h5py.Dataset]] = []
+    for c in cands:
+        if not any(_same(c[2], d[2]) for d in distinct):
+            distinct.append(c)
+    if len(distinct) > 1:
+        raise _ambiguous(f.filename, what, [c[0] for c in distinct], "--data-path")
+    return (distinct[0][0], distinct[0][1]) if distinct else None
+
+
+def _entry_frames(f: h5py.File, entry: str) -> tuple[Found, str | None] | None:
+    """An entry's frame stack and its NXdata group, by trust: the signal of the entry's
+    default NXdata; of any NXdata; an NXdetector's data."""
+    nxdata = _groups(f, entry, "NXdata")
+    if not nxdata and isinstance(f.get(f"{entry}/data"), h5py.Group):
+        nxdata = [f"{entry}/data"]  # written without NX_class
+    default = hdf5.attr_text(f[entry], "default")
+    default = f"{entry}/{default.strip('/')}" if default else None
+    if default in nxdata:
+        got = _signal(f, default)
+        if got is not None:
+            return Found(got[0], f"signal of the NXdata group {default} (the entry's default)"), default
+    signals = []
+    for group in nxdata:
+        got = _signal(f, group)
+        if got is not None:
+            signals.append((Found(got[0], f"signal of the NXdata group {group}"), group, got[1]))
+    got = _unique(signals, "frame stacks", f)
+    if got is not None:
+        return got
+    dets = []
+    for inst in _groups(f, entry, "NXinstrument") or [f"{entry}/instrument"]:
+        for det in _groups(f, inst, "NXdetector") or ([f"{inst}/detector"] if f.get(f"{inst}/detector") else []):
+            obj = _child(f, det, "data", "frames")
+            if isinstance(obj, h5py.Dataset) and obj.ndim == 3:
+                dets.append((Found(f"{det}/data", f"data of the NXdetector {det}"), None, obj))
+    return _unique(dets, "frame stacks", f)
+
+
 def _ambiguous(file: str, what: str, found: list[Found], flag: str) -> InputError:
     listed = "; ".join(f"{c.path} ({c.why})" for c in found)
     return InputError(file, None, f"{len(found)} {what} are equally plausible: {listed}; give {flag} "
                                   "to pick one")
-
-
-def _entry_frames(f: h5py.File, entry: str) -> tuple[Found, str | None] | None:
-    for tier in _frame_candidates(f, entry):
-        if len(tier) > 1:
-            raise _ambiguous(f.filename, "frame stacks", [c[0] for c in tier], "--data-path")
-        if tier:
-            return tier[0][0], tier[0][1]
-    return None
 
 
 def _enclosing_entry(f: h5py.File, path: str) -> str | None:
@@ -236,8 +240,8 @@ def locate(f: h5py.File, data_path: str | None, image_key_path: str | None, *, l
         if data_path is not None or image_key_path is not None:
             entry.keys = image_key(f, entry, image_key_path, search=data_path is not None)
         layout = Layout(entry, is_nexus=name is not None)
-        if name is not None:
-            _lenders(f, layout, image_key_path)
+        if name is not None and not lender:
+            _lenders(f, layout)
         return layout
     names = entries(f)
     if not names:
@@ -249,7 +253,7 @@ def locate(f: h5py.File, data_path: str | None, image_key_path: str | None, *, l
         if got is None:
             continue
         e = Entry(name, got[0], got[1], start_time=_text(f, f"{name}/start_time"))
-        e.keys = image_key(f, e, image_key_path, search=True)
+        e.keys = image_key(f, e, None, search=True)
         found.append(e)
     if not found:
         raise InputError(f.filename, None, f"no frame stack found in {', '.join(names)} (looked for an NXdata "
@@ -266,13 +270,15 @@ def locate(f: h5py.File, data_path: str | None, image_key_path: str | None, *, l
     if len(chosen) > 1:
         raise _ambiguous(f.filename, "entries with frames" if lender else "entries with projections",
                          [Found(e.frames.path, e.frames.why) for e in chosen], "--data-path")
+    if image_key_path is not None:
+        chosen[0].keys = image_key(f, chosen[0], image_key_path, search=False)
     layout = Layout(chosen[0], is_nexus=True)
-    _lenders(f, layout, image_key_path, found)
+    if not lender:
+        _lenders(f, layout, found)
     return layout
 
 
-def _lenders(f: h5py.File, layout: Layout, image_key_path: str | None,
-             found: list[Entry] | None = None) -> None:
+def _lenders(f: h5py.File, layout: Layout, found: list[Entry] | None = None) -> None:
     """Other entries of the file whose frames are only flats and darks (an acquisition split
     over entries, as nxtomomill writes it), before or after the projections' entry."""
     if found is None:

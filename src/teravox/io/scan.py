@@ -309,7 +309,7 @@ def open_scan(path: str | os.PathLike, spec: InputSpec | None = None, **changes:
     ``spec`` (with ``changes``) says where its pieces are where they are not found."""
     spec = dataclasses.replace(spec or InputSpec(), **changes)
     is_tiff = tiff.is_tiff_source(path)
-    scan = Scan(path=Path(path) if is_tiff else Path(path), format="tiff" if is_tiff else "dxchange")
+    scan = Scan(path=Path(path), format="tiff" if is_tiff else "dxchange")
     f = None
     try:
         if is_tiff:
@@ -368,7 +368,6 @@ def _open_hdf5(scan: Scan, f: h5py.File, spec: InputSpec) -> None:
     if entry.keys is None:
         _set_projections(scan, frames, entry.frames.path)
         scan._used.append(("projections", frames))
-        keyed: dict[str, list[tuple[Any, np.ndarray]]] = {}
     else:
         keys = entry.keys.values
         scan.choices.append(Choice("image keys", entry.keys.path, entry.keys.why))
@@ -382,7 +381,6 @@ def _open_hdf5(scan: Scan, f: h5py.File, spec: InputSpec) -> None:
             if n:
                 scan.notes.append(f"{n} {nexus.KEY_NAMES[key]} frame(s) of {entry.frames.path} ignored "
                                   f"(image key {key} in {entry.keys.path})")
-        keyed = _keyed_fields(scan, f, layout, frames, keys, proj)
     for role in ("flats", "darks"):
         side_file = spec.flat_file if role == "flats" else spec.dark_file
         side_path = spec.flat_path if role == "flats" else spec.dark_path
@@ -390,53 +388,52 @@ def _open_hdf5(scan: Scan, f: h5py.File, spec: InputSpec) -> None:
             got = _side_frames(scan, side_file, spec, role)
         elif side_path is not None:
             got = _dxchange_fields(scan, f, side_path, role, given=True)
-        elif keyed.get(role) or keyed.get(role + " after"):
-            got = (Frames(keyed.get(role, [])), Frames(keyed.get(role + " after", [])), *keyed[role + " from"])
+        elif entry.keys is not None:
+            got = _keyed(scan, f, layout, frames, scan._proj.parts[0][1], role)
         else:
             got = _dxchange_fields(scan, f, DXCHANGE_FIELDS[role], role, given=False)
         _set_fields(scan, role, got)
     _resolve_monitor(scan, f, spec, layout, frames.shape[0])
 
 
-def _keyed_fields(scan: Scan, f: h5py.File, layout: nexus.Layout, frames: h5py.Dataset, keys: np.ndarray,
-                  proj: np.ndarray) -> dict[str, Any]:
-    """Flats (before and after the projections) and darks marked by the image keys, from the
-    projections' entry, else from the entries that hold only flats and darks."""
-    out: dict[str, Any] = {}
+def _keyed(scan: Scan, f: h5py.File, layout: nexus.Layout, frames: h5py.Dataset, proj: np.ndarray,
+           role: str) -> tuple[Frames, Frames | None, str, str] | None:
+    """Flats (before and after the projections) or darks marked by the image keys: the
+    projections' entry's own, else those of the entries that hold only flats and darks."""
     entry = layout.entry
-    for role, key in (("flats", nexus.FLAT), ("darks", nexus.DARK)):
-        own = np.flatnonzero(keys == key)
-        if own.size:
-            if role == "flats":
-                before, after = own[own < proj[0]], own[own > proj[-1]]
-                if before.size == 0:  # flats only after: they are the flats
-                    before, after = after, np.empty(0, int)
-                out["flats"], out["flats after"] = [(frames, before)], [(frames, after)] if after.size else []
-            else:
-                out["darks"] = [(frames, own)]
-            out[role + " from"] = (entry.frames.path, f"image key {key} in {entry.keys.path}")
-            continue
-        lent: dict[str, list[tuple[Any, np.ndarray]]] = {"before": [], "after": []}
-        names = []
-        for side, lenders in (("before", layout.before), ("after", layout.after)):
-            for e in lenders:
-                idx = np.flatnonzero(e.keys.values == key)
-                if idx.size:
-                    ds = hdf5.dataset(f, e.frames.path, f"{role} of {e.name}")
-                    _check_frame_size(scan, ds, f.filename, e.frames.path, role)
-                    scan._used.append((role, ds))
-                    lent[side].append((ds, idx))
-                    names.append(e.frames.path)
-        if not names:
-            continue
-        if role == "flats":
-            out["flats"] = lent["before"] or lent["after"]
-            out["flats after"] = lent["after"] if lent["before"] else []
-        else:
-            out["darks"] = lent["before"] + lent["after"]
-        out[role + " from"] = (", ".join(names), f"image key {key}: other entries of the acquisition "
-                                                 f"({entry.name} has no {role})")
-    return out
+    key = nexus.FLAT if role == "flats" else nexus.DARK
+    own = np.flatnonzero(entry.keys.values == key)
+    if own.size:
+        why = f"image key {key} in {entry.keys.path}"
+        if role == "darks":
+            return Frames([(frames, own)]), None, entry.frames.path, why
+        before, after = own[own < proj[-1]], own[own > proj[-1]]
+        if before.size == 0:  # flats only after: they are the flats
+            before, after = after, np.empty(0, int)
+        middle = int(np.count_nonzero(before > proj[0]))
+        if middle:
+            scan.notes.append(f"{middle} flat(s) taken between projections are averaged with those taken "
+                              "before the scan")
+        return Frames([(frames, before)]), Frames([(frames, after)]) if after.size else None, entry.frames.path, why
+    lent: dict[str, list[tuple[Any, np.ndarray]]] = {"before": [], "after": []}
+    names = []
+    for side, lenders in (("before", layout.before), ("after", layout.after)):
+        for e in lenders:
+            idx = np.flatnonzero(e.keys.values == key)
+            if idx.size:
+                ds = hdf5.dataset(f, e.frames.path, f"{role} of {e.name}")
+                _check_frame_size(scan, ds, f.filename, e.frames.path, role)
+                scan._used.append((role, ds))
+                lent[side].append((ds, idx))
+                names.append(e.frames.path)
+    if not names:
+        scan.field_sources[role] = f"none: no image key {key} frames ({entry.keys.path}, nor in other entries)"
+        return None
+    why = f"image key {key}: other entries of the acquisition ({entry.name} has no {role})"
+    if role == "darks":
+        return Frames(lent["before"] + lent["after"]), None, ", ".join(names), why
+    after = Frames(lent["after"]) if lent["before"] and lent["after"] else None
+    return Frames(lent["before"] or lent["after"]), after, ", ".join(names), why
 
 
 def _dxchange_fields(scan: Scan, f: h5py.File, path: str, role: str, given: bool

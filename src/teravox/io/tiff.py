@@ -88,7 +88,8 @@ def _check_numbering(files: list[Path], source: str, role: str) -> None:
                    f"the numbers jump from {numbers[i]} ({files[i].name}) to {numbers[i + 1]} "
                    f"({files[i + 1].name}), elsewhere by {step}: a frame is missing")
         raise InputError(source, None, f"{role}: {problem}; expected one file per frame, numbered "
-                                       "without gaps")
+                                       "without gaps (a folder that holds other frames too: give a glob "
+                                       "pattern such as 'folder/proj_*.tif')")
 
 
 class TiffStack:

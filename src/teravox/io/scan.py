@@ -342,6 +342,11 @@ def _set_projections(scan: Scan, stack: Any, where: str, index: np.ndarray | Non
 
 # -- TIFF --------------------------------------------------------------------------------------
 def _open_tiff(scan: Scan, spec: InputSpec) -> None:
+    for flag, value in (("--data-path", spec.data_path), ("--image-key-path", spec.image_key_path),
+                        ("--monitor-path", spec.monitor_path)):
+        if value is not None:
+            raise InputError(scan.path, None, f"{flag} {value}: a path inside an HDF5 scan, but the scan is "
+                                              "TIFF files; leave it out")
     stack = tiff.TiffStack(scan.path, "projections")
     scan._closers.append(stack)
     validate.check_frames(stack, "projections")
@@ -558,9 +563,8 @@ def _resolve_monitor(scan: Scan, f: h5py.File, spec: InputSpec, layout: nexus.La
         ds = hdf5.dataset(f, spec.monitor_path, "beam monitor (one value per frame)", ndim=1)
         found = nexus.Found(spec.monitor_path, "given (--monitor-path)")
     elif not layout.is_nexus:
-        ds = next((o for o in map(f.get, I0_PATHS) if nexus._series(o, (scan.n_proj,)) or
-                   (isinstance(o, h5py.Dataset) and o.ndim == 1 and o.size > scan.n_proj and o.dtype.kind in "iuf")),
-                  None)
+        ds = next((o for o in map(f.get, I0_PATHS) if isinstance(o, h5py.Dataset) and o.ndim == 1
+                   and o.size >= scan.n_proj and o.dtype.kind in "iuf"), None)
         if ds is None:
             return
         found = nexus.Found(ds.name, "DXchange beam monitor")

@@ -109,6 +109,7 @@ class TiffStack:
         if not self.files:
             raise InputError(source, None, f"{role}: no TIFF files here (expected *.tif or *.tiff)")
         self._tif: Any = None      # the open multi-page file
+        self._raw_layout: dict[Path, tuple[int, np.dtype]] = {}  # uncompressed files: data offset, dtype
         self._stack: Any = None    # its memory map, when contiguous
         first = self._open(self.files[0])
         try:
@@ -198,18 +199,34 @@ class TiffStack:
         return tif, page
 
     def _read_file(self, path: Path, rows: slice, cols: slice) -> np.ndarray:
-        tif, page = self._same_layout(path, self.shape[1:], self.dtype)
+        """Rows × cols of one file's frame.  Where the pixels are stored uncompressed and
+        contiguous, the first read remembers where (offset, byte order) and later reads take
+        only the rows asked for, without parsing the file again: a pass-1 job reads each file
+        once per block of rows."""
+        raw = self._raw_layout.get(path)
+        if raw is None:
+            tif, page = self._same_layout(path, self.shape[1:], self.dtype)
+            try:
+                if not page.is_memmappable:
+                    return page.asarray()[rows, cols].astype(self.dtype, copy=False)
+                raw = self._raw_layout[path] = (page.dataoffsets[0], self.dtype.newbyteorder(tif.byteorder))
+            except (OSError, ValueError, EOFError) as exc:
+                raise InputError(path, None, f"cannot read its pixels ({' '.join(str(exc).split())}): "
+                                             "damaged, or not completely written") from None
+            finally:
+                tif.close()
+        offset, dtype = raw
+        r0, r1, step = rows.indices(self.shape[1])
+        n_cols = self.shape[2]
+        count = max(0, r1 - r0) * n_cols
         try:
-            if page.is_memmappable:
-                mm = np.memmap(path, dtype=self.dtype.newbyteorder(tif.byteorder), mode="r",
-                               offset=page.dataoffsets[0], shape=self.shape[1:])
-                return np.array(mm[rows, cols], dtype=self.dtype)
-            return page.asarray()[rows, cols].astype(self.dtype, copy=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise InputError(path, None, f"cannot read its pixels ({' '.join(str(exc).split())}): "
-                                         "damaged, or not completely written") from None
-        finally:
-            tif.close()
+            flat = np.fromfile(path, dtype=dtype, count=count, offset=offset + r0 * n_cols * dtype.itemsize)
+        except OSError as exc:
+            raise InputError(path, None, f"cannot read its pixels ({exc.strerror or exc})") from None
+        if flat.size != count:
+            raise InputError(path, None, f"ends after {flat.size} of the {count} values asked for: cut short, "
+                                         "or not completely written")
+        return flat.reshape(-1, n_cols)[::step, cols].astype(self.dtype, copy=False)
 
     def _read_page(self, i: int, rows: slice, cols: slice) -> np.ndarray:
         if self._stack is not None:

@@ -25,7 +25,8 @@ _GLOB_CHARS = set("*?[")
 
 
 def is_glob(source: str | os.PathLike) -> bool:
-    return bool(_GLOB_CHARS & set(str(source)))
+    """A glob pattern: wildcards, and no file or folder of that very name."""
+    return bool(_GLOB_CHARS & set(str(source))) and not Path(source).exists()
 
 
 def is_tiff_source(source: str | os.PathLike) -> bool:

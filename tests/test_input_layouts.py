@@ -44,7 +44,7 @@ def run_stages(scan: Path, work: Path, **params) -> np.ndarray:
     collect.run(plan)
     for c in plan["sino_chunks"]:
         reconstruct.run_chunk(plan, c["index"])
-    with h5py.File(merge.run(plan)) as f:
+    with h5py.File(merge.run(plan)["hdf5"]) as f:
         return f["/exchange/data"][()]
 
 

@@ -213,9 +213,9 @@ def angle_span(theta_deg: np.ndarray) -> float:
 
 
 def angle_coverage_note(theta_deg: np.ndarray, half_acquisition: str) -> str | None:
-    """What a user should know about the angles' range, or None for a plain 180° scan:
-    a full turn without half acquisition asked for (it may be one), half acquisition asked
-    for without a full turn, a range short of 180°, a scan over more than a turn."""
+    """What a user should know about the angles' range, or None for a plain 180° scan: a
+    full turn without half acquisition asked for (it may be one), a range short of 180°, a
+    scan over more than a turn."""
     span = angle_span(theta_deg)
     step = span / max(theta_deg.size, 1)
     lo, hi = float(np.min(theta_deg)), float(np.max(theta_deg))

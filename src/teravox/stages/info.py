@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import textwrap
 
 import numpy as np
 
@@ -25,13 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(
         prog="teravox info",
-        description="Print what a scan holds — a DXchange or NeXus HDF5 file, or TIFF files (a folder, "
+        description=textwrap.fill("Print what a scan holds — a DXchange or NeXus HDF5 file, or TIFF files (a folder, "
                     "a glob pattern, a multi-page file): shapes, dtypes, angle range, which datasets "
                     "were chosen for the frames, image keys, angles, flats, darks and beam monitor, and "
                     "why; the instrument values found (and the dataset each came from), what is "
                     "missing, the size of the reconstructed volume, and every file the scan reads "
                     "(external links, virtual-dataset sources and TIFF folders included). Opens the files "
                     "read-only. Takes the input parameters of `teravox run` (--data-path, --angles-path, ...).",
+                                  width=90),
         epilog="examples:\n"
                "  teravox info scan.h5\n"
                "  teravox info scan.nxs --data-path /entry/pco1_hw_hdf/data --angles-unit deg\n"

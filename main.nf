@@ -41,7 +41,7 @@ workflow {
 
     // Files named by teravox parameters (flat_file, dark_file) are staged like the scans,
     // so that every job, in a container or not, reads them from its own directory.
-    def aux = auxFiles(schema)
+    def aux = checkStagedNames(auxFiles(schema))
     def sheet = params.scan_sheet ? userFile('scan_sheet') : []
     def params_file = params.params_file ? userFile('params_file') : []
     def tori = params.tori ? userFile('tori') : []
@@ -204,7 +204,8 @@ def checkInputs() {
     ['scan', 'scan_sheet', 'params_file', 'tori'].each { name -> if (params[name]) userFile(name) }
 }
 
-// The file a path parameter names (taken literally: no glob), or a one-line error.
+// The file a path parameter names (taken literally: no glob), or a one-line error. A scan,
+// its flats and its darks may be folders (of TIFF frames): their schema format is 'path'.
 def userFile(name) {
     def value = params[name]
     if (!(value instanceof CharSequence) || !value.toString().trim()) {
@@ -212,12 +213,23 @@ def userFile(name) {
     }
     def f = file(value.toString(), glob: false)
     if (!f.exists()) {
-        error("teravox: --${name} ${value}: no such file")
+        error("teravox: --${name} ${value}: no such file or folder")
     }
-    if (f.isDirectory()) {
-        error("teravox: --${name} ${value}: is a directory, expected a file")
+    if (f.isDirectory() && !(name in ['scan', 'flat_file', 'dark_file'])) {
+        error("teravox: --${name} ${value}: is a folder, expected a file")
     }
     return f
+}
+
+// The raw files are staged beside the pipeline's own files in the jobs that read them: a
+// scan named like one of those (projections.h5, proj_0000.h5 ...) would collide with it.
+def checkStagedNames(files) {
+    def reserved = /plan\.json|shifts\.json|projections\.h5|versions\.yml|(proj|recon)_[0-9].*/
+    def clash = files.findAll { f -> f.name ==~ reserved }
+    if (clash) {
+        error("teravox: ${clash[0]}: a scan or side file cannot be named ${clash[0].name} (a file of the pipeline's own has that name); rename it or link it under another name")
+    }
+    return files
 }
 
 // The acquisition as [meta, [scan files]]: --scan is one file; a --scan_sheet names the
@@ -229,7 +241,7 @@ def userScans() {
         return [[id: sheet.baseName, n_scans: 0, sheet: true], []]
     }
     def scan = params.scan ? userFile('scan') : toriScan()
-    return [[id: scan.baseName, n_scans: 1, sheet: false], [scan]]
+    return [[id: scan.baseName, n_scans: 1, sheet: false], checkStagedNames([scan])]
 }
 
 def toriScan() {
@@ -259,10 +271,11 @@ def teravoxParams(schema) {
     return props
 }
 
-// Files named by teravox parameters (format: file-path), staged into the jobs.
+// Files and folders named by teravox parameters (format: file-path or path), staged into
+// the jobs.
 def auxFiles(schema) {
-    def names = teravoxParams(schema).findAll { name, prop -> prop.format == 'file-path' && params[name] }.keySet()
-    return names.collect { name -> file(params[name], checkIfExists: true) }
+    def names = teravoxParams(schema).findAll { name, prop -> prop.format in ['file-path', 'path'] && params[name] }.keySet()
+    return names.collect { name -> userFile(name) }
 }
 
 // The `teravox plan` flags of the teravox parameters that differ from their defaults, so
@@ -273,7 +286,7 @@ def planArgs(schema) {
     teravoxParams(schema).each { name, prop ->
         def value = params[name]
         if (name == 'memory' || value != prop['default']) {
-            if (prop.format == 'file-path' && value) {
+            if (prop.format in ['file-path', 'path'] && value) {
                 value = file(value).name
             }
             args << "--${name.replace('_', '-')} ${shellQuote(cliValue(value))}"

@@ -13,7 +13,7 @@ process COLLECT {
     tuple val(meta), path(plan), path(chunks)
 
     output:
-    tuple val(meta), path('projections.h5'), path('proj_*.h5', includeInputs: true), emit: projections
+    tuple val(meta), path('projections.h5'), path('proj_[0-9]*.h5', includeInputs: true), emit: projections
     path 'versions.yml', emit: versions
 
     script:

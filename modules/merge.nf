@@ -17,7 +17,7 @@ process MERGE {
 
     output:
     tuple val(meta), path('*_recon*'), emit: volume
-    tuple val(meta), path('recon_*', includeInputs: true), emit: chunks
+    tuple val(meta), path('recon_[0-9]*', includeInputs: true), emit: chunks
     path 'versions.yml', emit: versions
 
     script:

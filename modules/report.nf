@@ -13,7 +13,7 @@ process REPORT {
 
     output:
     tuple val(meta), path('*_report.pdf'), emit: report
-    tuple val(meta), path('projections.h5', includeInputs: true), path('proj_*.h5', includeInputs: true), emit: intermediates
+    tuple val(meta), path('projections.h5', includeInputs: true), path('proj_[0-9]*.h5', includeInputs: true), emit: intermediates
     path 'versions.yml', emit: versions
 
     script:

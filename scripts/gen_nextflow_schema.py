@@ -50,8 +50,9 @@ PIPELINE_GROUPS: dict[str, dict[str, Any]] = {
         "properties": {
             "scan": {
                 "type": "string",
-                "format": "file-path",
-                "description": "The scan to reconstruct: a DXchange (or NXtomo) HDF5 file.",
+                "format": "path",
+                "description": "The scan to reconstruct: a DXchange or NeXus (NXtomo) HDF5 file, "
+                               "a multi-page TIFF, or a folder of TIFF projections.",
                 "help_text": "Give `--scan`, `--scan_sheet` or (for a try-out) `--synth`. The "
                              "outputs are named after the file: `<scan>_recon.h5`, "
                              "`<scan>_report.pdf`.",
@@ -213,7 +214,9 @@ def teravox_property(name: str) -> dict[str, Any]:
     if prop.get("type") == "array":
         # On the command line a list arrives as text: '[0, -1, 2]' or '0,-1,2'.
         prop["type"] = ["array", "string"]
-    if name.endswith("_file"):
+    if name in ("flat_file", "dark_file"):
+        prop["format"] = "path"  # an HDF5 or multi-page TIFF file, or a folder of TIFFs
+    elif name.endswith("_file"):
         prop["format"] = "file-path"
     prop["description"] = f.metadata["help"]
     default = field_default(name)

@@ -348,31 +348,57 @@ def test_tori_run_with_an_awkward_scan_name(tmp_path: Path) -> None:
                                   volume(tmp_path / "local" / f"{name}_recon.h5"))
 
 
+def test_tiff_folders_run(tmp_path: Path) -> None:
+    """Projections, flats and darks as folders of TIFF frames, angles from a text file: staged
+    as folders, the same volume as `teravox run` on them."""
+    from teravox.synth.layouts import write_tiff
+
+    scan = tmp_path / "ref.h5"
+    subprocess.run([sys.executable, "-m", "teravox.cli", "synth", str(scan), "--no-progress"],
+                   check=True, capture_output=True)
+    tif = write_tiff(scan, tmp_path / "tif")
+    flags = ["--center", "31.5", "--angles-unit", "deg"]
+    run = nextflow(tmp_path / "launch", "--synth", "false", "--scan", str(tif["proj"]),
+                   "--flat_file", str(tif["flats"]), "--dark_file", str(tif["darks"]),
+                   "--angles_file", str(tif["angles"]), "--center", "31.5", "--angles_unit", "deg")
+    assert_succeeded(run)
+    out = run.published("proj")
+    local = subprocess.run([sys.executable, "-m", "teravox.cli", "run", "--scan", str(tif["proj"]),
+                            "--flat-file", str(tif["flats"]), "--dark-file", str(tif["darks"]),
+                            "--angles-file", str(tif["angles"]), *flags, "--out", str(tmp_path / "local"),
+                            "--no-progress", *COMMON], capture_output=True, text=True, timeout=600)
+    assert local.returncode == 0, local.stderr[-3000:]
+    np.testing.assert_array_equal(volume(out / "proj_recon.h5"), volume(tmp_path / "local" / "proj_recon.h5"))
+
+
 # ------------------------------------------------------------------------------------------
 # bad input: one clear line from the workflow, and no task started
 
 BAD = {
     "no-scan": ((), "give --scan FILE"),
     "missing-scan": (("--scan", "/nonexistent/scan.h5"), "--scan /nonexistent/scan.h5: no such file"),
-    "scan-is-a-folder": (("--scan", "{tmp}"), "is a directory, expected a file"),
+    "sheet-is-a-folder": (("--scan_sheet", "{tmp}"), "--scan_sheet {tmp}: is a folder, expected a file"),
     "scan-and-sheet": (("--scan", "{tmp}/x.h5", "--scan_sheet", "{tmp}/s.csv"),
                        "either --scan or --scan_sheet"),
     "mistyped-parameter": (("--scan", "{tmp}/x.h5", "--centre", "12"),
                            "unknown parameter(s) --centre (did you mean --center?)"),
     "dashes": (("--scan", "{tmp}/x.h5", "--proj-chunks", "3"), "write parameters with underscores: --proj_chunks"),
+    "scan-named-like-the-pipelines-files": (("--scan", "{tmp}/projections.h5"),
+                                            "cannot be named projections.h5"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_input_stops_before_any_task(case: str, tmp_path: Path) -> None:
     args, message = BAD[case]
-    (tmp_path / "x.h5").write_bytes(b"")
+    for name in ("x.h5", "projections.h5"):
+        (tmp_path / name).write_bytes(b"")
     (tmp_path / "s.csv").write_text("file,position_px\nx.h5,0\n")
     run = nextflow(tmp_path / "launch", "--synth", "false",
                    *(a.format(tmp=tmp_path) for a in args), profile="standard")
     assert run.proc.returncode != 0
     lines = [ln for ln in run.log.splitlines() if ln.startswith("teravox: ")]
-    assert len(lines) == 1 and message in lines[0], run.log[-3000:]
+    assert len(lines) == 1 and message.format(tmp=tmp_path) in lines[0], run.log[-3000:]
     assert not (tmp_path / "launch" / "work").exists() or not any((tmp_path / "launch" / "work").iterdir())
 
 

@@ -121,7 +121,7 @@ def test_pipeline_on_slurm_matches_local(slurm: SlurmCluster, scan: Path, tmp_pa
 
     # Every job of every stage ran as a SLURM job, and reported its peak memory.
     ran = {s.stage: s.results for s in summary.stages}
-    assert set(ran) == {s.name for s in graph.order(include_optional=False)} - {"plan"}
+    assert set(ran) == {s.name for s in graph.order(kinds=())} - {"plan"}
     for stage, results in ran.items():
         assert results and all(r.ok and r.job_id and r.peak_rss > 0 for r in results), stage
     # One stage's chunk jobs went out as one job array of two tasks.

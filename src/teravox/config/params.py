@@ -277,8 +277,8 @@ def from_mapping(mapping: dict[str, Any], source: str = "parameters") -> Params:
 #: Lower bounds of numeric parameters: at least 1, at least 0, or strictly positive.
 AT_LEAST_ONE = ("proj_chunks", "sino_chunks", "proj_subchunk_rows", "sino_subchunk_rows", "outlier_size",
                 "air_cols", "stripe_la_size", "stripe_sm_size", "ring_size")
-AT_LEAST_ZERO = ("pad_width_px", "threads", "pyramid", "report_slow_axis_step")
-POSITIVE = ("delta_beta", "target_job_gb", "energy_kev", "distance_m", "pixel_size_m", "outlier_dif",
+AT_LEAST_ZERO = ("pad_width_px", "threads", "pyramid", "report_slow_axis_step", "outlier_dif")
+POSITIVE = ("delta_beta", "target_job_gb", "energy_kev", "distance_m", "pixel_size_m",
             "stripe_snr", "ring_snr", "center_search_px", "fourier_eps")
 
 

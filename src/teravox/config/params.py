@@ -107,7 +107,7 @@ class Params:
         None, "rotation axis as a raw detector column in pixels (0-based, pixel i centred at i, independent of col_range; with a tilt, at the detector's middle row): a float, 'auto', or None = from the file, else automatic", "recon")
     center_search_px: float | None = _p(None, "half-width in pixels of the automatic centre search around the detector's middle (default: the middle 90 % of the detector)", "recon")
     center_min_confidence: float = _p(0.2, "the run stops when the automatic centre's confidence (0..1) is below this, and suggests a centre sweep", "recon")
-    center_sweep: str | None = _p(None, "FROM:TO:STEP: reconstruct a few rows at these centres (pixels), write the sweep page <scan>_center_sweep.pdf/.png and stop, instead of reconstructing the volume", "recon")
+    center_sweep: str | None = _p(None, "FROM:TO:STEP: reconstruct one row at these centres (raw detector columns), write the sweep page <scan>_center_sweep.pdf/.png and stop, instead of reconstructing the volume", "recon")
     tilt_deg: float | None = _p(None, "rotation-axis tilt in the detector plane, degrees (positive: the centre moves to larger columns at lower rows); default: estimated with an automatic centre and corrected when significant, 0 with a given centre", "recon")
     backend: Backend = _p("auto", "reconstruction backend", "recon")
     algorithm: str = _p("fbp", "algorithm for tomopy/tomocupy backends (gridrec, fbp, sirt, ...)", "recon")

@@ -147,7 +147,8 @@ def _tilt_how(found: CenterResult | None, params: Params, n_rows: int) -> str:
     if not np.isfinite(found.tilt_sigma):
         return f"not estimated (rows {found.rows} span too little of the height)"
     moved = found.tilt_px_per_row * max(n_rows - 1, 1)
-    verdict = "corrected" if found.tilt_significant(n_rows) else "not corrected (not significant)"
+    verdict = (f"corrected (the centre is the axis at row {found.row:g})" if found.tilt_significant(n_rows)
+               else "not corrected (not significant)")
     return (f"estimated {found.tilt_deg:+.4f}° ± {math.degrees(found.tilt_sigma):.4f}° "
             f"({moved:+.2f} px over the {n_rows} rows), {verdict}")
 

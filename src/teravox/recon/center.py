@@ -30,9 +30,9 @@ Each row gives a metric curve; the curves of a few rows spread over the height a
 averaged to find the global minimum, each row is then refined in that minimum's basin,
 and a straight line through the row centres gives the axis tilt.  The confidence is the
 depth of the best minimum against the runner-up outside its basin (1: no other minimum,
-0: two equally good ones).  Narrow θ-constant stripes (dead or miscalibrated columns)
-make false symmetries, so each sample sinogram first loses the offsets of columns that
-stand out from their neighbours at every angle.
+0: two equally good ones).  Each sample sinogram first loses its single-pixel spikes
+(zingers weigh heavily in a squared metric) and the offsets of columns that stand out
+from their neighbours at every angle (a dead or miscalibrated column is a false symmetry).
 """
 
 from __future__ import annotations

@@ -169,6 +169,31 @@ def angle_subset(theta: np.ndarray, mode: Mode, max_angles: int = MAX_ANGLES) ->
     return np.unique(np.concatenate([first[keep], lower[keep], upper[keep]]))
 
 
+def angle_bins(theta: np.ndarray, mode: Mode, max_angles: int = MAX_ANGLES) -> tuple[np.ndarray, int]:
+    """(first angle of each bin, bin size): for ``180`` on equally spaced angles, bins of
+    the subset's stride — consecutive angles averaged, which keeps the subset's memory and
+    divides the noise's variance by the stride (an equally spaced, mirror-consistent
+    sinogram still); otherwise the subset itself, bins of one."""
+    idx = angle_subset(theta, mode, max_angles)
+    step = np.diff(idx)
+    if mode != "180" or idx.size < 2 or not (step == step[0]).all() or step[0] < 2:
+        return idx, 1
+    k = int(step[0])
+    span = np.asarray(theta, dtype=np.float64)[idx[0]:idx[-1] + k]
+    d = np.diff(span)
+    if span.size != idx.size * k or not np.allclose(d, d[0], rtol=1e-3, atol=0):
+        return idx, 1
+    return idx, k
+
+
+def bin_angles(values: np.ndarray, k: int) -> np.ndarray:
+    """Means of ``k`` consecutive rows (angles) of ``values``, float32."""
+    if k == 1:
+        return np.asarray(values, dtype=np.float32)
+    n = values.shape[0] // k
+    return np.asarray(values[:n * k], dtype=np.float32).reshape(n, k, *values.shape[1:]).mean(axis=1)
+
+
 def _pairs(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(first, lower, upper, t): the angles of the first half turn, and for each the two
     measured angles around θ + π with the weight ``t`` of ``upper`` that interpolates
@@ -265,10 +290,12 @@ def remove_spikes(sino: np.ndarray, spread: float = 6.0) -> np.ndarray:
 def row_curve(sino: np.ndarray, theta: np.ndarray, mode: Mode, threads: int = 1) -> RowCurve:
     """The metric of one sinogram ``(angles, columns)`` (line integrals) for every centre on
     the half-pixel grid 0, 0.5, …, N − 1; ``theta`` in radians, the sinogram's angles."""
-    sino = suppress_stripes(remove_spikes(sino))
+    theta = np.asarray(theta, dtype=np.float64)
     if mode == "180":
-        idx = _uniform_180(np.asarray(theta, dtype=np.float64), MAX_ANGLES)
-        return _vo_curve(sino[idx], threads)
+        idx, k = angle_bins(theta, "180")
+        sino = bin_angles(sino[idx[0]:idx[-1] + k], k) if k > 1 else np.asarray(sino, np.float32)[idx]
+        return _vo_curve(suppress_stripes(remove_spikes(sino)), threads)
+    sino = suppress_stripes(remove_spikes(sino))
     first, lower, upper, t = _pairs(np.asarray(theta, dtype=np.float64))
     t = t.astype(np.float32)[:, None]
     opposite = sino[lower] * (1 - t) + sino[upper] * t

@@ -28,7 +28,7 @@ from teravox.io.atomic import atomic_path
 from teravox.io.virtual import concat_virtual
 from teravox.prep.pipeline import Patched
 from teravox.progress import bar
-from teravox.recon.center import CenterResult
+from teravox.recon.center import CenterResult, bin_angles
 from teravox.recon.pipeline import Geometry, line_integrals, reconstruct_block
 from teravox.stages._common import cli_entry
 from teravox.stages.preprocess import chunk_path, digest, pass1_digest
@@ -39,6 +39,8 @@ CENTER_ROWS = 7
 RANGE_ROWS = 3
 #: values kept of each sample slice for the range's percentiles
 RANGE_VALUES = 2**22
+#: most bytes of raw angles read at once when the search averages consecutive angles
+READ_BLOCK_BYTES = 64 * 2**20
 #: a collect job's memory before it reads a pixel (interpreter, numpy, scipy, h5py), and
 #: what a centre search adds beyond its arrays (HDF5 buffers of the strided reads, heap):
 #: VmHWM of collect jobs at 256–4096 columns (benchmarks/README.md)
@@ -163,26 +165,41 @@ def search_center(plan: dict, params: Params, data: h5py.Dataset, quantity: str,
     theta = np.deg2rad(np.asarray(plan["theta_deg"], dtype=np.float64))
     n_rows, n_cols = data.shape[1], data.shape[2]
     mode = cmod.mode_of(theta, params.half_acquisition)
-    idx = cmod.angle_subset(theta, mode)
+    idx, k = cmod.angle_bins(theta, mode)
+    angles = cmod.bin_angles(theta[idx[0]:idx[-1] + k], k) if k > 1 else theta[idx]
     rows = sample_rows(n_rows, CENTER_ROWS)
     threads = resources.threads(params.threads)
     curves = []
     # not through stripe_recon: its filters reshape small objects and move their centre
     # (a pixel for algotom's sorting on a 30-px object); the search removes stripes itself
     for r in bar(rows, desc="centre search", unit="row", enable=progress):
-        sino = line_integrals(_read_angles(data, idx, r)[None], params, quantity)
-        curves.append(cmod.row_curve(sino[0], theta[idx], mode, threads))
+        sino = _read_angles(data, idx, k, r, params, quantity)
+        curves.append(cmod.row_curve(sino, angles, mode, threads))
     side = params.half_acquisition if params.half_acquisition in ("left", "right") else None
     around = None if params.center_search_px is None else ((n_cols - 1) / 2, params.center_search_px)
     return cmod.combine(curves, rows, mode, cmod.search_window(n_cols, mode, side, around))
 
 
-def _read_angles(data: h5py.Dataset, idx: np.ndarray, row: int) -> np.ndarray:
-    """(len(idx), columns) of one row: a strided read when the angles are equally spaced."""
-    step = np.diff(idx)
-    if idx.size > 1 and (step == step[0]).all():
-        return np.asarray(data[int(idx[0]):int(idx[-1]) + 1:int(step[0]), row, :], dtype=np.float32)
-    return np.asarray(data[idx.tolist(), row, :], dtype=np.float32)
+def _read_angles(data: h5py.Dataset, idx: np.ndarray, k: int, row: int, params: Params,
+                 quantity: str) -> np.ndarray:
+    """(len(idx), columns) line integrals of one row: the angles ``idx`` (a strided read when
+    equally spaced), or each averaged with the next ``k − 1`` (read in blocks of at most
+    READ_BLOCK_BYTES); −log is taken before averaging."""
+    if k == 1:
+        step = np.diff(idx)
+        if idx.size > 1 and (step == step[0]).all():
+            raw = data[int(idx[0]):int(idx[-1]) + 1:int(step[0]), row, :]
+        else:
+            raw = data[idx.tolist(), row, :]
+        return line_integrals(np.asarray(raw, dtype=np.float32), params, quantity)
+    n_cols = data.shape[2]
+    per_block = max(1, READ_BLOCK_BYTES // (k * n_cols * 4))
+    out = np.empty((idx.size, n_cols), np.float32)
+    for b0 in range(0, idx.size, per_block):
+        b1 = min(b0 + per_block, idx.size)
+        raw = np.asarray(data[int(idx[b0]):int(idx[b1 - 1]) + k, row, :], dtype=np.float32)
+        out[b0:b1] = bin_angles(line_integrals(raw, params, quantity), k)
+    return out
 
 
 def refuse_if_unsure(found: CenterResult, params: Params, n_cols: int) -> None:
@@ -229,8 +246,11 @@ def peak_bytes(params: Params, theta: np.ndarray, n_rows: int, n_cols: int, auto
     need = 0
     if auto_center:
         mode = cmod.mode_of(theta, params.half_acquisition)
-        n_sel = cmod.angle_subset(theta, mode).size
-        need = SEARCH_OVERHEAD_BYTES + cmod.search_bytes(n_sel, n_cols, mode, len(sample_rows(n_rows, CENTER_ROWS)))
+        idx, k = cmod.angle_bins(theta, mode)
+        row = idx.size * n_cols * 4
+        reading = row + 2 * min(READ_BLOCK_BYTES, k * row) if k > 1 else 0  # raw block and its −log
+        need = SEARCH_OVERHEAD_BYTES + max(reading, cmod.search_bytes(
+            idx.size, n_cols, mode, len(sample_rows(n_rows, CENTER_ROWS))))
     if params.dtype in ("uint8", "uint16") and params.dtype_range is None:
         row = theta.size * n_cols * 4
         need = max(need, 2 * row + planmod.recon_job_bytes(1, theta.size, cols_padded, n_out)

@@ -214,3 +214,25 @@ def test_limits_are_robust():
 def test_software_versions():
     versions = software_versions()
     assert {"python", "teravox", "numpy", "h5py", "finufft", "algotom"} <= set(versions)
+
+
+def test_first_page_states_centre_method_confidence_tilt(tmp_path):
+    """The centre, how it was found, its confidence and the tilt on page 1; the search's
+    metric and the per-row fit on a page of their own."""
+    search = {"center": 19.5, "row": 12.0, "confidence": 0.82, "method": "Vo's double-wedge metric (180°)",
+              "side": None, "tilt_px_per_row": 0.01, "tilt_sigma": 0.002, "rows": [4, 8, 12, 16, 20],
+              "row_centers": [19.42, 19.46, 19.5, 19.54, 19.58], "row_confidences": [0.8, 0.9, 0.9, 0.8, 0.7],
+              "runner_up": 31.0, "problem": None,
+              "curve": {"centers": list(np.arange(2, 38, 0.5)),
+                        "metric": list(1 - np.exp(-((np.arange(2, 38, 0.5) - 19.5) / 2) ** 2))}}
+    data = make_data(center_source="auto; Vo's double-wedge metric (180°) on rows 4, 8, 12, 16, 20, confidence 0.82",
+                     tilt="estimated +0.5730° ± 0.1146° (+0.23 px over the 24 rows), not corrected")
+    data = dataclasses.replace(data, center_search=search)
+    path = tmp_path / "r.pdf"
+    write_report(data, path)
+    n_pages, texts = pdf_text(path)
+    first = texts[0].replace("\n", " ")
+    assert "19.50 px" in first and "Vo's double-wedge metric" in first and "confidence 0.82" in first
+    assert "Axis tilt" in first and "+0.5730°" in first and "not corrected" in first
+    assert n_pages == 3 and "Rotation centre: the automatic search" in texts[2]
+    assert "runner-up 31.0 px" in texts[2] and "Centre per row" in texts[2]

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stitch-align": ("stitch_align", "find the offsets of several side-by-side scans"),
     "preprocess": ("preprocess", "pass 1: correct one projection chunk (proj_<k>.h5)"),
     "collect": ("collect", "join the projection chunks into a virtual projections.h5"),
+    "center-sweep": ("center_sweep", "one row at a series of rotation centres, on one page to choose by eye"),
     "reconstruct": ("reconstruct", "pass 2: reconstruct one sinogram chunk (recon_<j>.h5)"),
     "merge": ("merge", "join the reconstructed chunks into <scan>_recon.h5"),
     "z-stitch": ("z_stitch", "join the levels of a vertical stack into one volume"),

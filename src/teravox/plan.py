@@ -290,14 +290,15 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
                                   "and the NeXus entry's NXmonitor groups") + "); give --monitor-path")
 
     # -- centre -----------------------------------------------------------------------
+    check_center_params(params)
     if isinstance(params.center, float):
         center, how = params.center - c0, "given"
     elif params.center == "auto":
         center, how = None, "auto"
     elif "center" in md:
         center, how = md["center"].value - c0, f"file ({md['center'].source})"
-    else:
-        center, how = (n_c - 1) / 2.0, "middle of the detector (no centre given or found)"
+    else:  # never the middle of the detector in silence
+        center, how = None, "auto: none given or in the file"
     if center is not None and not 0 <= center <= n_c - 1:
         crop = f" (col_range {c0}..{c1}; the centre is a raw detector column)" if (c0, c1) != (0, scan.n_cols) else ""
         raise PlanError(f"center: {center + c0:g} px ({how}) is outside the detector's columns "
@@ -405,6 +406,10 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
     if params.pyramid > most:
         raise PlanError(f"pyramid: {params.pyramid} levels, but {n_out} × {n_out} slices allow at most {most} "
                         f"(each level halves them; level {most} is {-(-n_out // 2**most)} pixel(s) wide)")
+    from teravox.stages import collect
+
+    collect_peak = collect.peak_bytes(params, np.deg2rad(theta), n_r, n_c, center is None,
+                                      n_out=n_out, cols_padded=cols_padded)
     # merge streams a z-block that fits half the budget (the other half: HDF5 caches, pyramid)
     merge_rows = max(1, int((budget - JOB_BASE_BYTES) // 2 // max(1, n_out * n_out * 4 * 2)))
 
@@ -456,6 +461,7 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
             "preprocess_peak_estimate": prep_peak,
             "reconstruct_peak_estimate": recon_peak,
             "merge_zarr_tiff_peak_estimate": merge_formats_bytes(params, zarr_chunks, n_out),
+            "collect_peak_estimate": collect_peak,
         },
         "outputs": {
             "projections": "projections.h5",
@@ -495,6 +501,16 @@ def check_fields_sample(scan: Scan, params: Params, rows: slice, cols: slice, sa
     flat, dark, _ = scan.read_fields(slice(rows.start, rows.stop, step), cols,
                                      flat_method=params.flat_method, dark_method=params.dark_method)
     check_fields(flat, dark, scan.path, f"{scan.field_sources.get('flats')} and {scan.field_sources.get('darks')}")
+
+
+def check_center_params(params: Params) -> None:
+    """The centre sweep's FROM:TO:STEP and a tilt a detector can have, before any job runs."""
+    from teravox.config.params import parse_sweep
+
+    if params.center_sweep is not None:
+        parse_sweep(params.center_sweep, "center_sweep")
+    if params.tilt_deg is not None and not -10 <= params.tilt_deg <= 10:
+        raise PlanError(f"tilt_deg: {params.tilt_deg}° is not a tilt a rotation axis has (within ±10°)")
 
 
 # ---------------------------------------------------------------------------------------

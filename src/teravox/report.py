@@ -76,7 +76,7 @@ class ReportFacts:
     n_angles: int                                # angles used in the reconstruction
     angle_range_deg: tuple[float, float]         # first and last angle, degrees
     center: float | None                         # rotation axis column, pixels (0-based)
-    center_source: str                           # how it was found: "given", "file" or "auto"
+    center_source: str                           # how it was found: "given", "file" or "auto: method, confidence"
     backend: str                                 # reconstruction backend that ran
     corrections: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     output_dtype: str = "float32"
@@ -93,6 +93,7 @@ class ReportFacts:
     files_read: list[str] = field(default_factory=list)  # every raw file read (links, VDS sources)
     patched: str | None = None                   # patched pixels (flat ≤ dark, NaN/Inf), as text
     warnings: list[str] = field(default_factory=list)  # shown in red at the top of page 1
+    tilt: str | None = None                      # the axis tilt: found, given or none, and whether corrected
 
 
 @dataclass
@@ -121,6 +122,10 @@ class ReportData:
     seam_columns: list[float] = field(default_factory=list)  # where scans meet, columns
     alignment_costs: dict[str, np.ndarray] = field(default_factory=dict)  # pair → cost map
     placement: dict[str, Any] | None = None  # multi-scan: shifts.json (scans, pairs with residuals)
+    #: the automatic centre search (CenterResult.to_dict, selected-column coordinates) and
+    #: the first selected column, for the centre page; None when the centre was given
+    center_search: dict | None = None
+    center_col_offset: float = 0.0
 
 
 def orthogonal_slices(volume: Any, step: int = 1,
@@ -192,11 +197,22 @@ def _pages(data: ReportData) -> list[Any]:
     while rest:   # facts that did not fit on page 2 continue on pages of their own
         more, rest = _take_columns(rest, per_column=_TEXT_PAGE_LINES, columns=3)
         pages.append(lambda fig, more=more: _page_text(fig, data.facts, more))
+    if data.center_search:
+        pages.append(lambda fig: _page_center(fig, data))
     if data.stitched_projection is not None or data.alignment_costs:
         pages.append(lambda fig: _page_stitching(fig, data))
     if data.placement:
         pages.append(lambda fig: _page_placement(fig, data.facts, data.placement))
     return pages
+
+
+def _page_center(fig: Figure, data: ReportData) -> None:
+    from teravox.report_center import draw_center_search
+
+    facts = data.facts
+    _header(fig, facts, "Rotation centre: the automatic search")
+    assert data.center_search is not None and facts.center is not None
+    draw_center_search(fig, data.center_search, facts.center, data.center_col_offset, facts.tilt or "none")
 
 
 def _page_overview(fig: Figure, data: ReportData) -> None:
@@ -795,6 +811,7 @@ def _key_facts(facts: ReportFacts) -> list[tuple[str, str]]:
         ("Angles", f"{facts.n_angles} over {a0:g}° … {a1:g}°"),
         ("Rotation centre", "not set" if facts.center is None
          else f"{facts.center:.2f} px  ({facts.center_source})"),
+        ("Axis tilt", facts.tilt or "not estimated"),
         ("Pixel size", _fmt_length(facts.pixel_size_m) if facts.pixel_size_m else "unknown (axes in pixels)"),
     ]
     if facts.volume_shape:
@@ -821,6 +838,7 @@ def _fact_blocks(facts: ReportFacts) -> list[list[str]]:
             f"angles       {facts.n_angles}, {facts.angle_range_deg[0]:g}° … {facts.angle_range_deg[1]:g}°",
             "centre       " + ("not set" if facts.center is None
                                else f"{facts.center:.3f} px ({facts.center_source})"),
+            f"axis tilt    {facts.tilt or 'not estimated'}",
             f"pixel size   {_fmt_length(facts.pixel_size_m) if facts.pixel_size_m else 'unknown'}",
             f"backend      {facts.backend}",
             f"output       {_output_text(facts)}"]

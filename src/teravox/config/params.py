@@ -104,8 +104,11 @@ class Params:
     stripe_la_size: int = _p(61, "window of the large-stripe filter in pixels", "recon")
     stripe_sm_size: int = _p(21, "window of the small-stripe filter in pixels", "recon")
     center: float | Literal["auto"] | None = _p(
-        None, "rotation axis as a raw detector column in pixels (0-based, pixel i centred at i, independent of col_range): a float, 'auto', or None = from the file or the middle", "recon")
-    center_search_px: float = _p(50.0, "half-width of the automatic centre search around the middle, in pixels (at most a tenth of the width)", "recon")
+        None, "rotation axis as a raw detector column in pixels (0-based, pixel i centred at i, independent of col_range; with a tilt, at the detector's middle row): a float, 'auto', or None = from the file, else automatic", "recon")
+    center_search_px: float | None = _p(None, "half-width in pixels of the automatic centre search around the detector's middle (default: the middle 90 % of the detector)", "recon")
+    center_min_confidence: float = _p(0.2, "the run stops when the automatic centre's confidence (0..1) is below this, and suggests a centre sweep", "recon")
+    center_sweep: str | None = _p(None, "FROM:TO:STEP: reconstruct one row at these centres (raw detector columns), write the sweep page <scan>_center_sweep.pdf/.png and stop, instead of reconstructing the volume", "recon")
+    tilt_deg: float | None = _p(None, "rotation-axis tilt in the detector plane, degrees (positive: the centre moves to larger columns at lower rows); default: estimated with an automatic centre and corrected when significant, 0 with a given centre", "recon")
     backend: Backend = _p("auto", "reconstruction backend", "recon")
     algorithm: str = _p("fbp", "algorithm for tomopy/tomocupy backends (gridrec, fbp, sirt, ...)", "recon")
     filter_name: FilterName = _p("ramp", "reconstruction filter", "recon")
@@ -189,6 +192,25 @@ MAX_INT = 2**40
 MAX_STR = 4096
 #: Float parameters that may be NaN on purpose (the value outside the circular mask).
 NAN_ALLOWED = frozenset({"circ_mask_value"})
+
+
+#: most trial centres one sweep reconstructs
+MAX_SWEEP = 201
+
+
+def parse_sweep(text: str, name: str = "center_sweep") -> list[float]:
+    """'FROM:TO:STEP' (pixels, TO included when on the grid) → the trial centres."""
+    parts = str(text).split(":")
+    try:
+        start, stop, step = (float(x) for x in parts)
+    except ValueError:
+        raise ParamError(f"{name}: expected FROM:TO:STEP in pixels, e.g. 1010:1030:0.5; got {text!r}") from None
+    if not (step > 0 and stop > start):
+        raise ParamError(f"{name}: expected FROM < TO and STEP > 0, got {text!r}")
+    count = int(math.floor((stop - start) / step + 1e-9)) + 1
+    if count > MAX_SWEEP:
+        raise ParamError(f"{name}: {text!r} asks for {count} centres; at most {MAX_SWEEP} (use a larger step)")
+    return [round(start + i * step, 6) for i in range(count)]
 
 
 def _check(name: str, hint: Any, value: Any) -> Any:
@@ -307,6 +329,8 @@ def validate(p: Params, source: str = "parameters") -> None:
         raise ParamError(f"{source}: circ_mask_ratio must be in (0, 1.5], got {p.circ_mask_ratio}")
     if p.fourier_upsampfac not in (1.25, 2.0):
         raise ParamError(f"{source}: fourier_upsampfac must be 1.25 or 2.0, got {p.fourier_upsampfac}")
+    if not 0 <= p.center_min_confidence <= 1:
+        raise ParamError(f"{source}: center_min_confidence must be in [0, 1], got {p.center_min_confidence}")
     _validate_output(p, source)
 
 
@@ -391,7 +415,7 @@ def add_arguments(parser: Any, sections: tuple[str, ...] = SECTIONS) -> None:
                 metavar = "VALUE"
             extra = {"nargs": "?", "const": "true", "metavar": "BOOL"} if hint is bool else {"metavar": metavar}
             group.add_argument(flag, dest=f"param_{name}", default=None,
-                               help=f"{f.metadata['help']} (default: {default})", **extra)
+                               help=f"{f.metadata['help']} (default: {default})".replace("%", "%%"), **extra)
 
 
 def from_args(args: Any, base: Params | dict[str, Any] | None = None) -> Params:

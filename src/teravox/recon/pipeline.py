@@ -21,10 +21,16 @@ from teravox.config import Params
 class Geometry:
     """What every block of a volume shares, resolved once (plan + collect)."""
 
-    center: float           # rotation axis, columns of projections.h5 (0-based, pixel i at i)
+    center: float           # rotation axis at row center_row, columns of projections.h5 (0-based, pixel i at i)
     n_out: int              # slice size n (n × n)
     pad_width: int          # columns of padding on each side
     side: str | None = None  # half acquisition: side of the axis ("left"/"right"); None for 180°
+    tilt_px_per_row: float = 0.0  # a tilted axis: the centre moves by this many columns per row
+    center_row: float = 0.0  # the row (of projections.h5) where the axis is at ``center``
+
+    def center_at(self, row: float) -> float:
+        """The rotation axis (column) at ``row`` of projections.h5."""
+        return self.center + self.tilt_px_per_row * (row - self.center_row)
 
 
 def steps(params: Params, quantity: str = "transmission") -> list[tuple[str, dict]]:
@@ -72,16 +78,24 @@ def to_180(sinos: np.ndarray, theta: np.ndarray, center: float, side: str | None
 
 
 def reconstruct_block(block: np.ndarray, theta: np.ndarray, params: Params, geom: Geometry,
-                      quantity: str = "transmission", batch_pairs: int | None = None) -> np.ndarray:
+                      quantity: str = "transmission", batch_pairs: int | None = None,
+                      rows: np.ndarray | None = None) -> np.ndarray:
     """(rows, angles, cols) of projections.h5 → (rows, n, n) float32 slices.
 
     ``theta`` in radians.  Values: attenuation coefficient per pixel.  ``batch_pairs``:
-    the plan's slice pairs per GPU batch (``fourier-gpu`` only).
+    the plan's slice pairs per GPU batch (``fourier-gpu`` only).  ``rows``: the block's
+    rows of projections.h5, needed when the axis is tilted (each sinogram is then moved so
+    that its axis lies at ``geom.center``).
     """
     from teravox.recon import sinogram
     from teravox.recon.backends import reconstruct
 
     sinos = line_integrals(block, params, quantity)
+    if geom.tilt_px_per_row:
+        if rows is None:
+            raise ValueError("a tilted axis needs the block's rows")
+        shifts = -geom.tilt_px_per_row * (np.asarray(rows, dtype=np.float64) - geom.center_row)
+        sinos = sinogram.shift_columns(sinos, shifts)
     center = geom.center
     if params.half_acquisition != "off":
         sinos, theta, center = to_180(sinos, theta, center, geom.side)

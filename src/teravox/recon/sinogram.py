@@ -146,6 +146,29 @@ def convert_360_to_180(
     return np.ascontiguousarray(out), out.shape[-1] - 1 - c_flip
 
 
+def half_acquisition_width(n_cols: int, center: float, side: HalfSide) -> int:
+    """Columns of the 180° sinograms :func:`convert_360_to_180` makes from ``n_cols`` columns
+    with the axis at ``center`` near the ``side`` edge: ⌊2d⌋ + 1, d the axis' distance to
+    the far edge."""
+    reach = float(center) if side == "right" else n_cols - 1 - float(center)
+    return int(np.floor(2 * reach + 1e-6)) + 1
+
+
+def shift_columns(sinos: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Each sinogram of ``(rows, angles, columns)`` moved by ``shifts[row]`` columns (sub-pixel,
+    cubic spline, edge values beyond the detector): a rotation axis at column c of that row
+    ends up at c + shift.  How a tilted axis gets one centre for every row."""
+    from scipy.ndimage import shift as nd_shift
+
+    out = np.empty(sinos.shape, np.float32)
+    for i, d in enumerate(np.asarray(shifts, dtype=np.float64)):
+        if abs(d) < 1e-6:
+            out[i] = sinos[i]
+        else:
+            nd_shift(np.asarray(sinos[i], dtype=np.float32), (0.0, d), output=out[i], order=3, mode="nearest")
+    return out
+
+
 def default_pad_width(n_cols: int) -> int:
     """Default padding on each side, in pixels: about a quarter of ``n_cols``.
 

@@ -48,6 +48,7 @@ class RunSummary:
     raw_bytes: int
     voxels: int
     patched: Patched | None = None
+    sweep: Path | None = None  # the centre-sweep page, when the run stopped there
 
     @property
     def volume(self) -> Path:
@@ -193,6 +194,12 @@ def _run_locked(scan: str | Path | None, outdir: Path, params: Params, *, jobs: 
                                   time_per_job_s, log, warn, prefix=f"z{k:02d} " if level_paths else "")
         stages += done
         patched = _add(patched, found)
+    if params.center_sweep:  # the pages, no volume: the run stops after them
+        from teravox.stages.center_sweep import page_paths
+
+        return RunSummary(plan, outdir, {}, outdir / plan["outputs"]["report"], stages,
+                          time.perf_counter() - t_start, raw_bytes=0, voxels=0, patched=patched,
+                          sweep=page_paths(plans[0][0])[0])
     if level_paths:
         stages += _run_stages(plan, plan_path, [graph.BY_NAME["z-stitch"]], executor, params, progress,
                               cpus_per_job, time_per_job_s, log, warn)[0]
@@ -238,6 +245,11 @@ def _run_stages(plan: dict, plan_path: Path, stages_: list[graph.Stage], executo
     for stage in stages_:
         if stage.name == "plan":
             continue
+        if stage.name == "reconstruct" and params.center_sweep:
+            _center_sweep(plan, plan_path, outdir, executor, stages, timings, cpus_per_job, time_per_job_s, log)
+            break
+        if stage.name == "collect" and plan["center"]["value"] is None:
+            log(f"{prefix}collect: joining the projection chunks and finding the rotation centre (automatic)")
         if stage.name == "cleanup" and params.keep_intermediates:
             log("cleanup skipped (keep_intermediates): chunk files and projections.h5 kept")
             continue
@@ -266,6 +278,10 @@ def _run_stages(plan: dict, plan_path: Path, stages_: list[graph.Stage], executo
         st.seconds = time.perf_counter() - t0
         timings[stage.name] = round(st.seconds, 3)
         stages.append(st)
+        if stage.name == "collect":
+            from teravox.stages.collect import describe, output_path, read_resolved
+
+            log(f"{prefix}collect: {describe(read_resolved(output_path(plan)))}")
     (outdir / "timings.json").unlink(missing_ok=True)
     return stages, patched
 
@@ -280,6 +296,29 @@ def _raise_failure(r: JobResult | None, outdir: Path) -> None:
     tail = _tail(r.job.log) if r and r.job.log else ""
     raise StageError(f"{where}{': ' + tail if tail else ''}. Intermediates in {outdir} are kept: "
                      f"rerun the same command to resume")
+
+
+def _center_sweep(plan: dict, plan_path: Path, outdir: Path, executor: Executor, stages: list[StageTiming],
+                  timings: dict[str, float], cpus: int, time_s: int, log) -> Path:  # noqa: ANN001
+    """The centre-sweep job in place of pass 2: the page, then the run stops."""
+    from teravox.stages.center_sweep import page_paths
+
+    job = Job("center-sweep", None, ["--plan", str(plan_path)], plan["memory"]["budget"], cpus, time_s,
+              log=outdir / "logs" / "center-sweep.log")
+    t0 = time.perf_counter()
+    results = executor.run_jobs([job])
+    result = results[0] if results else None
+    if result is None or not result.ok:
+        _raise_failure(result, outdir)
+    st = StageTiming("center-sweep", 1, 0, time.perf_counter() - t0, result.peak_rss, [result])
+    stages.append(st)
+    timings["center-sweep"] = round(st.seconds, 3)
+    pdf, _ = page_paths(plan)
+    for line in Path(job.log).read_text().splitlines()[-2:]:
+        log(line)
+    log("centre sweep done: no volume reconstructed. Rerun without --center-sweep, with --center "
+        "<value> (pass 1 is kept and reused)")
+    return pdf
 
 
 def _itemsize(dtype: str) -> int:

@@ -161,7 +161,8 @@ def summary(plan: dict) -> str:
         return "\n".join(head)
     m, gib = plan["memory"], 2**30
     c = plan["center"]
-    cval = "auto (found after pass 1)" if c["value"] is None else f"{c['value']:.2f} px ({c['how']})"
+    cval = (f"{c['how']}; found after pass 1, by collect" if c["value"] is None
+            else f"{c['value']:.2f} px ({c['how']})")
     if plan.get("proj_subchunk_projections"):
         sub1 = (f"{plan['proj_subchunk_projections']} projections at full height (no overlap rows needed "
                 f"for {plan['overlap_why']})")
@@ -183,6 +184,7 @@ def summary(plan: dict) -> str:
         f"  pass 2: {len(plan['sino_chunks'])} sinogram chunk(s), subchunks of {plan['sino_subchunk_rows']} slices,"
         f" peak ≈ {m['reconstruct_peak_estimate'] / gib:.2f} GiB (budget {m['budget'] / gib:.2f} GiB)",
         *gpu,
+        f"  collect: peak ≈ {m['collect_peak_estimate'] / gib:.2f} GiB",
         f"  centre: {cval}",
         *(["  angles: not in increasing order in the file; projections are used ordered by angle"]
           if plan.get("angles_reordered") else []),

@@ -141,7 +141,7 @@ def _write_chunk(plan: dict, index: int, outdir: str | Path | None, progress: bo
                              "flat_le_dark_pixels": counts.flat_le_dark,
                              "nonfinite_pixels": counts.nonfinite,
                              "outlier_pixels": counts.outliers},
-                         seconds=round(time.perf_counter() - t0, 3), plan_digest=digest(plan),
+                         seconds=round(time.perf_counter() - t0, 3), plan_digest=pass1_digest(plan),
                          **provenance_extra)
     return out
 
@@ -181,6 +181,23 @@ def _air_levels(scan, params, plan: dict, idx: np.ndarray) -> np.ndarray:  # noq
         first = np.asarray(plan["selection"]["proj_indices"][:1])
         band = i0mod.find_air_cols(normalized(first, slice(c0, c1)), width=min(50, (c1 - c0) // 2))
     return i0mod.air_level(normalized(idx, slice(c0 + band[0], c0 + band[1])), (0, band[1] - band[0]))
+
+
+#: what a projection-chunk file depends on besides the input and pass-1 parameters
+PASS1_KEYS = ("format", "teravox_version", "scan", "inputs", "selection", "theta_deg", "angles_reordered",
+              "physics", "proj_chunks", "overlap_rows", "scans", "stitch")
+
+
+def pass1_digest(plan: dict) -> str:
+    """Identifies what a projection-chunk file holds: the plan's digest restricted to the
+    scan and its identity, the selection, the chunks and the input and pass-1 parameters —
+    not pass 2's, so that a new centre, backend or output reuses pass 1."""
+    from teravox.config import FIELDS
+
+    key = {k: plan[k] for k in PASS1_KEYS if k in plan}
+    key["params"] = {k: v for k, v in plan["params"].items()
+                     if k in FIELDS and FIELDS[k].metadata["section"] in ("input", "prep")}
+    return digest(key)
 
 
 def _run(args: argparse.Namespace) -> int:

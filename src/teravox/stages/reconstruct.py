@@ -81,7 +81,8 @@ def run_chunk(plan: dict, index: int, projections: str | Path | None = None,
             if not np.isfinite(block).all():
                 raise StageError(f"{proj_path}: non-finite values in rows {b0}..{b1} (a projection "
                                  f"chunk file is damaged or was replaced; rerun preprocess and collect)")
-            slices = mapping.apply(reconstruct_block(block, theta, params, geom, quantity, batch_pairs))
+            slices = mapping.apply(reconstruct_block(block, theta, params, geom, quantity, batch_pairs,
+                                                      rows=np.arange(b0, b1)))
             del block
             for w in writers:
                 w.write(b0 - ch.start, slices)

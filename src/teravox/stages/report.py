@@ -114,6 +114,7 @@ def gather(plan: dict, projections: Path, volume: Path, timings: dict | None = N
         angle_range_deg=(float(theta[0]), float(theta[-1])),
         center=resolved["center"] + c0,
         center_source=resolved["center_how"],
+        tilt=resolved.get("tilt_how"),
         backend=str(prov.get("backend", params.backend)),
         corrections=prep_steps(params) + recon_steps(params, quantity),
         output_dtype=params.dtype,
@@ -143,7 +144,8 @@ def gather(plan: dict, projections: Path, volume: Path, timings: dict | None = N
                       corrected_projection=corrected_projection, corrected_sinogram=corrected_sinogram,
                       slice_xy=xy, slice_xz=xz, slice_yz=yz, histogram=hist, facts=facts,
                       slow_axis_step=step, projection_index=int(idx[mid_p]), sinogram_row=r0 + mid_r,
-                      corrected_quantity=quantity, values_are_codes=is_int)
+                      corrected_quantity=quantity, values_are_codes=is_int,
+                      center_search=resolved.get("center_search"), center_col_offset=float(c0))
 
 
 def _files_read(plan: dict) -> list[str]:

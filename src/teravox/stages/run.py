@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  teravox run --scan scan.h5 --out recon/ --center auto --paganin --delta-beta 500 \\\n"
                "      --energy-kev 35 --distance-m 0.3 --pixel-size-m 0.55e-6 --dtype uint16\n"
                "  teravox run --scan scan.h5 --out recon/ --tori settings.tori --jobs 4 --memory 16G\n"
+               "  teravox run --scan scan.h5 --out recon/ --center-sweep 1010:1030:1   (pick the centre by eye)\n"
                "  teravox run --scan scan.h5 --out recon/ --executor slurm --partition all\n")
     p.add_argument("--scan", default=None,
                    help="raw scan, opened read-only: a DXchange or NeXus HDF5 file, or TIFF files (a folder, a glob "
@@ -108,9 +109,12 @@ def _run(args: argparse.Namespace) -> int:
             note(f"error: {' '.join(str(exc).split())}")  # stderr gets it once, from cli_entry
             raise
         log(summary.table())
-        for fmt, path in summary.volumes.items():
-            log(f"volume ({fmt}): {path}")
-        log(f"report: {summary.report}")
+        if summary.sweep is not None:
+            log(f"centre sweep: {summary.sweep} (and .png)")
+        else:
+            for fmt, path in summary.volumes.items():
+                log(f"volume ({fmt}): {path}")
+            log(f"report: {summary.report}")
     return 0
 
 

@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--angles", type=int, help="number of projections (overrides --size)")
     g.add_argument("--center", type=float,
                    help="rotation axis column in pixels, 0-based (default (cols - 1)/2)")
+    g.add_argument("--tilt", type=float, default=0.0, metavar="DEG",
+                   help="tilt of the rotation axis in the detector plane, degrees (the centre moves to "
+                        "larger columns at lower rows; --center is the axis at the middle row)")
     g.add_argument("--range", dest="theta_range", type=float, choices=(180.0, 360.0), metavar="{180,360}",
                    help="angular range in degrees (default 180, 360 with --half-acquisition)")
     g.add_argument("--half-acquisition", action="store_true",
@@ -121,8 +124,8 @@ def _run(args: argparse.Namespace) -> int:
                   f"whole height as {res['talls'][0].name}; heights in {res['sheet']}")
         return 0
     if args.scans > 1:
-        if args.center is not None or args.half_acquisition:
-            raise ParamError("--scans does not combine with --center or --half-acquisition")
+        if args.center is not None or args.half_acquisition or args.tilt:
+            raise ParamError("--scans does not combine with --center, --tilt or --half-acquisition")
         if args.overlap is None:
             raise ParamError("--scans N needs --overlap PX (pixels shared by neighbouring scans)")
         opts.pop("pixel_size_m")
@@ -132,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"wrote {len(res['files'])} scans to {args.out}/ (stitched width "
                   f"{res['wide_n_cols']} px, axis at {res['wide_center']:g}); positions in {res['csv']}")
         return 0
-    truth = write_scan(args.out, center=args.center, half_acquisition=args.half_acquisition,
+    truth = write_scan(args.out, center=args.center, tilt_deg=args.tilt, half_acquisition=args.half_acquisition,
                        side=args.side, overlap_px=args.overlap, **opts)
     if not args.quiet:
         size_mb = Path(truth["path"]).stat().st_size / 2**20

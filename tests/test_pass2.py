@@ -110,7 +110,7 @@ def test_merge_streams_under_budget(tmp_path):
     budget = plan["memory"]["budget"] = 160 * 2**20
     n = 1900  # fake chunk files: 24 slices of 1900² float32 = 347 MB, over twice 160 MiB
     plan["recon_shape"] = [24, n, n]
-    plan["merge_block_rows"] = max(1, int((budget - planmod.JOB_BASE_BYTES) // 2 // (n * n * 4 * 2)))
+    plan["merge_block_rows"] = max(r for r in range(1, 25) if merge.peak_bytes(n, r, 4) <= budget)
     for c in plan["sino_chunks"]:
         with h5py.File(reconstruct.chunk_path(plan, c["index"]), "w") as f:
             ds = f.create_dataset("/exchange/data", (c["stop"] - c["start"], n, n), np.float32, chunks=(1, 950, 950))
@@ -126,6 +126,7 @@ def test_merge_streams_under_budget(tmp_path):
     assert res.returncode == 0, res.stderr
     peak = int(res.stdout.strip().splitlines()[-1])
     assert peak < budget, (peak, budget)
+    assert abs(merge.peak_bytes(n, plan["merge_block_rows"], 4) / peak - 1) <= 0.10, peak
     with h5py.File(merge.output_path(plan)) as f:
         ds = f["/exchange/data"]
         assert ds.shape == (24, n, n) and ds[17, 5, 5] == 17 and ds[23, -1, -1] == 23

@@ -134,10 +134,11 @@ class Scan:
         return self.n_proj * self.n_rows * self.n_cols * self.dtype.itemsize
 
     def read_projections(self, index: slice | np.ndarray, rows: slice = slice(None),
-                         cols: slice = slice(None)) -> np.ndarray:
+                         cols: slice = slice(None), out: np.ndarray | None = None) -> np.ndarray:
         """Projections (angles, rows, cols) in their stored dtype; index is a slice or indices in
-        any order (the plan orders them by angle)."""
-        return self._read(self._data, self._proj_frames, index, rows, cols, "projections")
+        any order (the plan orders them by angle).  ``out``: a C-contiguous array of that shape
+        and dtype to read into."""
+        return self._read(self._data, self._proj_frames, index, rows, cols, "projections", out)
 
     def read_flats(self, rows: slice = slice(None), cols: slice = slice(None), after: bool = False) -> np.ndarray:
         """All flat fields (before the scan, or after it) for the given rows and columns."""
@@ -174,14 +175,16 @@ class Scan:
         return flat, dark, after
 
     def _read(self, ds: Any, frames: np.ndarray | None, index: slice | np.ndarray,
-              rows: slice, cols: slice, what: str) -> np.ndarray:
+              rows: slice, cols: slice, what: str, out: np.ndarray | None = None) -> np.ndarray:
         try:
             if frames is None:
                 if isinstance(index, slice):
-                    return ds[index, rows, cols]
-                return _read_frames(ds, np.asarray(index), rows, cols)
+                    if out is None:
+                        return ds[index, rows, cols]
+                    index = np.arange(*index.indices(ds.shape[0]))
+                return _read_frames(ds, np.asarray(index), rows, cols, out)
             sel = frames[index]
-            return _read_frames(ds, sel, rows, cols)
+            return _read_frames(ds, sel, rows, cols, out)
         except (OSError, KeyError, RuntimeError) as exc:
             raise InputError(self.path, getattr(ds, "name", None), f"cannot read {what} ({exc})") from None
 
@@ -209,22 +212,22 @@ class Scan:
         return out
 
 
-def _read_frames(ds: Any, idx: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
-    """Read frames ``idx`` (any order) as runs of consecutive frames: h5py is fast on slices,
-    slow on lists.  Ascending indices come back without a copy when they form one run."""
+def _read_frames(ds: Any, idx: np.ndarray, rows: slice, cols: slice,
+                 out: np.ndarray | None = None) -> np.ndarray:
+    """Read frames ``idx`` (any order) as runs of consecutive frames (h5py is fast on slices,
+    slow on lists), each straight into its place in ``out`` (allocated when None; ascending
+    indices that form one run come back as h5py reads them)."""
     if idx.size == 0:
-        return np.empty((0,) + ds[0:1, rows, cols].shape[1:], ds.dtype)
+        return out if out is not None else np.empty((0,) + ds[0:1, rows, cols].shape[1:], ds.dtype)
     breaks = np.flatnonzero(np.diff(idx) != 1) + 1
     starts = np.concatenate([[0], breaks])
     stops = np.concatenate([breaks, [idx.size]])
-    if len(starts) == 1:
-        return ds[int(idx[0]):int(idx[-1]) + 1, rows, cols]
-    out = None
+    if out is None:
+        if len(starts) == 1:
+            return ds[int(idx[0]):int(idx[-1]) + 1, rows, cols]
+        out = np.empty((idx.size,) + ds[0:1, rows, cols].shape[1:], ds.dtype)
     for a, b in zip(starts, stops, strict=True):
-        part = ds[int(idx[a]):int(idx[b - 1]) + 1, rows, cols]
-        if out is None:
-            out = np.empty((idx.size,) + part.shape[1:], part.dtype)
-        out[a:b] = part
+        ds.read_direct(out, np.s_[int(idx[a]):int(idx[b - 1]) + 1, rows, cols], np.s_[a:b])
     return out
 
 

@@ -26,6 +26,19 @@ from teravox.progress import bar
 from teravox.stages._common import cli_entry
 from teravox.stages.reconstruct import chunk_path, chunk_problem
 
+#: Peak of a job besides its block: Python, numpy, h5py and teravox (measured with
+#: benchmarks/scale.py as the intercept of peak against block size).
+JOB_BASE_BYTES = 62 * 2**20
+
+
+def peak_bytes(n: int, block_rows: int, itemsize: int, pyramid: int = 0, straddles: bool = True) -> int:
+    """Peak of the merge job streaming ``block_rows`` z-rows of n × n slices (``itemsize``
+    bytes each): the block as read (and, where it straddles two chunk files, its parts
+    beside their concatenation), and for a pyramid its float32 copy and first level."""
+    block = block_rows * n * n * itemsize
+    levels = (block_rows * n * n * 4) * (1 + 1 / 4) if pyramid else 0
+    return int(JOB_BASE_BYTES + block * (2 if straddles else 1) + levels)
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(

@@ -3,7 +3,9 @@
 Reads chunk J's detector rows from the virtual ``projections.h5`` in subchunks of
 the plan's size, runs the pass-2 chain (:mod:`teravox.recon.pipeline`), converts to
 the output dtype with the volume's one mapping, and writes ``recon_<J>.h5``
-atomically.
+atomically.  A subchunk is read straight into its (rows, angles, columns) array and
+handed to the backend, which drops it once filtered; with the plan's tiles the slices
+are written tile by tile.
 """
 
 from __future__ import annotations
@@ -17,15 +19,74 @@ import h5py
 import numpy as np
 
 from teravox import plan as planmod
+from teravox.config import Params
 from teravox.errors import StageError
 from teravox.io import provenance
 from teravox.io.atomic import atomic_path
 from teravox.post.dtype import DtypeMapping
 from teravox.progress import bar
+from teravox.recon.backends.base import Handover
 from teravox.recon.pipeline import reconstruct_block, steps
 from teravox.stages._common import cli_entry
 from teravox.stages.collect import geometry, output_path, read_resolved
 from teravox.stages.preprocess import digest
+
+# -- memory model (bytes), measured with benchmarks/scale.py -----------------------------------
+#: Peak of a job with a tiny subchunk: Python, numpy, scipy, h5py, finufft and teravox.
+JOB_BASE_BYTES = 80 * 2**20
+READ_ANGLES = 256  # angles per read of a subchunk (read_sinograms)
+#: HDF5 chunk cache of projections.h5 (consecutive subchunks read the same 8-row chunks)
+READ_CACHE_BYTES = 64 * 2**20
+TILED_HEAP_LIMIT = 4 * 2**20  # tiled jobs: larger arrays are mapped and returned (see _run)
+
+
+def peak_bytes(params: Params, *, rows: int, n_angles: int, n_cols: int, n_out: int, pad_width: int,
+               center: float | None = None, tile: int | None = None, threads: int = 1, deviation: float = 0.0,
+               backend: str = "fourier", gpu_pairs: int = 0, subchunks: int = 1) -> int:
+    """Peak of a sinogram-chunk job reconstructing ``rows`` slices at a time from
+    (n_angles, rows, n_cols) of projections.h5 into n_out² slices (``n_out``, and
+    ``n_angles`` before the 360° → 180° conversion halves them, as the plan has them).
+
+    The subchunk as read (float32), one block of angles being read and HDF5's chunk cache;
+    then the pass-2 chain's copies (360° → 180°, stripes, sinogram rings: a new array
+    beside its input), then the backend (:func:`teravox.recon.backends.fourier.memory`, the
+    subchunk handed over), the output conversion of one tile or slice, and whole slices
+    when ring removal on slices keeps them.  Untiled jobs keep freed memory for the next
+    of their ``subchunks`` (:func:`_run`): the next subchunk's sinograms then take the
+    room the last NUFFT's fine grids left, and the next grids come from new memory."""
+    from teravox.recon.backends import fourier
+    from teravox.recon.pipeline import streams
+
+    block = rows * n_angles * n_cols * 4
+    read = min(READ_ANGLES, n_angles) * rows * n_cols * (4 + 1)
+    m, width = n_angles, n_cols
+    chain = 0
+    if params.half_acquisition != "off":
+        m, width = n_angles // 2, n_out
+        converted = rows * m * width * 4
+        chain = block + 2 * (block // 2) + 2 * converted  # the two halves, the result and its mirror
+        center = None
+    sinos = rows * m * width * 4
+    if params.stripe_recon != "off" or params.rings == "sinogram":
+        chain = max(chain, 3 * sinos)
+    whole = not streams(params)
+    side = n_out if (whole or not tile) else min(tile, n_out)
+    itemsize = np.dtype(params.dtype).itemsize
+    convert = side * side * (itemsize + (4 if params.dtype != "float32" else 0))
+    if backend == "fourier":
+        mem = fourier.memory(m, width, n_out, rows, center=center, pad_width=pad_width, tile=tile,
+                             upsampfac=params.fourier_upsampfac, threads=threads, deviation=deviation,
+                             out_given=not whole)
+        transform = mem.peak(sinos) + (mem.grids if subchunks > 1 and not mem.tiled else 0)
+    elif backend == "fourier-gpu":
+        from teravox.recon.backends import fourier_gpu
+
+        transform = sinos + fourier_gpu.pinned_bytes(m, width, n_out, gpu_pairs) + (rows * n_out * n_out * 4) * whole
+    else:  # TomoPy, TomoCuPy: padded copy, their own buffers and the result (not measured here)
+        padded = rows * m * (width + 2 * pad_width) * 4
+        transform = sinos + 3 * padded + 2 * rows * n_out * n_out * 4
+    rings = 2 * n_out * n_out * 4 * rows if params.rings in ("fft", "wavelet-fft") else 0
+    return JOB_BASE_BYTES + READ_CACHE_BYTES + max(block + read, chain, transform + convert + rings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +111,31 @@ def mapping_of(params, resolved: dict) -> DtypeMapping:  # noqa: ANN001
     return DtypeMapping(params.dtype, rng[0], rng[1])
 
 
+def read_sinograms(data: h5py.Dataset, rows: slice, path: Path, angles_per_read: int = READ_ANGLES) -> np.ndarray:
+    """Rows of projections.h5's (angles, rows, columns) data as float32 (rows, angles,
+    columns), read a block of angles at a time (no transposed copy of the whole), each
+    block checked for non-finite values (StageError naming the file and rows)."""
+    n_angles, n_cols = data.shape[0], data.shape[2]
+    out = np.empty((rows.stop - rows.start, n_angles, n_cols), np.float32)
+    for a0 in range(0, n_angles, angles_per_read):
+        a1 = min(a0 + angles_per_read, n_angles)
+        part = data[a0:a1, rows, :]
+        if not np.isfinite(part).all():
+            raise StageError(f"{path}: non-finite values in rows {rows.start}..{rows.stop} (a projection "
+                             f"chunk file is damaged or was replaced; rerun preprocess and collect)")
+        out[:, a0:a1, :] = part.transpose(1, 0, 2)
+    return out
+
+
+def slice_writer(ds: h5py.Dataset, z0: int, mapping: DtypeMapping):
+    """``write(s, rows, cols, values)`` for the pipeline: pixels of slice z0 + s of ``ds``,
+    converted to the output dtype."""
+    def write(s: int, rows: slice, cols: slice, values: np.ndarray) -> None:
+        ds[z0 + s, rows, cols] = mapping.apply(values)
+
+    return write
+
+
 def run_chunk(plan: dict, index: int, projections: str | Path | None = None,
               outdir: str | Path | None = None, progress: bool = False) -> Path:
     params = planmod.params_of(plan)
@@ -64,8 +150,9 @@ def run_chunk(plan: dict, index: int, projections: str | Path | None = None,
     out = chunk_path(plan, index, outdir)
     step = plan["sino_subchunk_rows"]
     batch_pairs = (plan.get("recon_device") or {}).get("batch_pairs")
+    tile = plan.get("recon_tile")
     t0 = time.perf_counter()
-    with h5py.File(proj_path, "r", rdcc_nbytes=64 * 2**20) as fin:
+    with h5py.File(proj_path, "r", rdcc_nbytes=READ_CACHE_BYTES) as fin:
         data = fin["/exchange/data"]
         quantity = data.attrs.get("quantity", "transmission")
         n = geom.n_out
@@ -74,14 +161,9 @@ def run_chunk(plan: dict, index: int, projections: str | Path | None = None,
                                   chunks=(1, min(n, 1024), min(n, 1024)))
             for b0 in bar(range(ch.start, ch.stop, step), desc=f"reconstruct chunk {index}",
                           unit="block", enable=progress):
-                b1 = min(b0 + step, ch.stop)
-                block = np.ascontiguousarray(data[:, b0:b1, :].transpose(1, 0, 2))
-                if not np.isfinite(block).all():
-                    raise StageError(f"{proj_path}: non-finite values in rows {b0}..{b1} (a projection "
-                                     f"chunk file is damaged or was replaced; rerun preprocess and collect)")
-                slices = reconstruct_block(block, theta, params, geom, quantity, batch_pairs)
-                del block
-                ds[b0 - ch.start:b1 - ch.start] = mapping.apply(slices)
+                rows = slice(b0, min(b0 + step, ch.stop))
+                reconstruct_block(Handover(read_sinograms(data, rows, proj_path, READ_ANGLES)), theta, params, geom,
+                                  quantity, batch_pairs, tile=tile, write=slice_writer(ds, b0 - ch.start, mapping))
             for key, value in mapping.to_attrs().items():
                 ds.attrs[key] = value
             provenance.write(f, stage="reconstruct", params=params.to_dict(), input=str(proj_path),
@@ -94,7 +176,9 @@ def _run(args: argparse.Namespace) -> int:
     from teravox.resources import reuse_freed_memory
 
     plan = planmod.load(args.plan)
-    reuse_freed_memory()
+    # Tiled jobs map every array above 4 MiB afresh: finufft allocates each tile's fine
+    # grid for one execute, and a heap that kept it grew by a grid per tile (measured).
+    reuse_freed_memory(TILED_HEAP_LIMIT if plan.get("recon_tile") else 2**31 - 1)
     out = run_chunk(plan, args.chunk, args.projections, args.outdir, progress=args.progress)
     print(f"wrote {out}")
     return 0

@@ -32,6 +32,54 @@ from teravox.stages._common import cli_entry
 
 MAX_SINOGRAM_ANGLES = 720   # the report's sinograms are sub-sampled in angle beyond this
 HISTOGRAM_SLICES = 16
+HISTOGRAM_VALUES = 4_000_000  # at most this many voxels, spread over the sampled slices
+#: Peak of a job on a tiny volume: Python, numpy, h5py, matplotlib and the PDF drawn.
+JOB_BASE_BYTES = 240 * 2**20
+
+
+class Plane:
+    """One z-plane of a volume file's /exchange/data, read only where indexed (the file
+    stays open with the object): the report draws it block-averaged, strip by strip
+    (:func:`teravox.report._display`), so a 24608² plane is never read whole."""
+
+    def __init__(self, path: str | Path, z: int):
+        self._file = h5py.File(path, "r")
+        self.volume, self.z = self._file["/exchange/data"], z
+        self.shape = tuple(self.volume.shape[1:])
+        self.dtype = self.volume.dtype
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        return self.volume[(self.z, *key)]
+
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+        return np.asarray(self.volume[self.z], dtype=dtype)  # the whole plane: small ones only
+
+
+def histogram_sample(volume: h5py.Dataset, count: int = HISTOGRAM_SLICES,
+                     values: int = HISTOGRAM_VALUES) -> np.ndarray:
+    """Voxels of up to ``count`` z-planes spread over the volume, each read on a regular
+    grid so that about ``values`` are kept in all (every voxel of a small volume)."""
+    nz, ny, nx = volume.shape
+    zs = np.unique(np.linspace(0, nz - 1, min(nz, count)).round().astype(int))
+    step = max(1, math.ceil(math.sqrt(zs.size * ny * nx / values)))
+    return np.concatenate([np.asarray(volume[int(z), ::step, ::step]).ravel() for z in zs])
+
+
+def peak_bytes(n_rows: int, n_cols: int, raw_itemsize: int, volume_shape: tuple[int, int, int],
+               itemsize: int, n_angles: int) -> int:
+    """Peak of the report job: a raw and a corrected projection and sinogram, the slow-axis
+    planes, one strip of the XY plane per block-average and the histogram sample; the
+    figures are drawn from display-sized images (in the base)."""
+    from teravox.report import MAX_DISPLAY_PX
+
+    nz, ny, nx = volume_shape
+    step = max(1, math.ceil(nz / 512))
+    sino = min(n_angles, MAX_SINOGRAM_ANGLES) * n_cols
+    images = n_rows * n_cols * (raw_itemsize + 4) + sino * (raw_itemsize + 4)
+    planes = math.ceil(nz / step) * (ny + nx) * itemsize
+    strip = math.ceil(ny / MAX_DISPLAY_PX) * nx * (itemsize + 4)
+    sample = min(HISTOGRAM_VALUES, nz * ny * nx) * (itemsize + 8)
+    return int(JOB_BASE_BYTES + images + planes + strip + sample)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,11 +134,12 @@ def gather(plan: dict, projections: Path, volume: Path, timings: dict | None = N
         vol = f["/exchange/data"]
         nz = vol.shape[0]
         step = params.report_slow_axis_step or max(1, math.ceil(nz / 512))
-        xy, xz, yz = orthogonal_slices(vol, step)
-        zs = np.unique(np.linspace(0, nz - 1, min(nz, HISTOGRAM_SLICES)).round().astype(int))
-        sample = np.concatenate([np.asarray(vol[int(z)]).ravel() for z in zs])
+        z0, y0, x0 = nz // 2, vol.shape[1] // 2, vol.shape[2] // 2
+        xz, yz = np.asarray(vol[::step, y0, :]), np.asarray(vol[::step, :, x0])
+        sample = histogram_sample(vol)
         vshape = tuple(int(n) for n in vol.shape)
         prov = provenance.read(f)
+    xy = Plane(volume, z0)
     is_int = np.issubdtype(sample.dtype, np.integer)
     lo, hi = (np.percentile(sample, [0.05, 99.95]) if not is_int else (sample.min(), sample.max() + 1))
     hist = np.histogram(sample, bins=256 if not is_int else min(256, int(hi - lo) or 1),

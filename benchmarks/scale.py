@@ -74,14 +74,16 @@ def run(scan: Path, out: Path, width: int, memory: str, rows: int) -> dict:
 
 def binned_phantom(scan: Path, z: float, n: int, b: int, m: int) -> np.ndarray:
     """The phantom's slice at height z (pixels) averaged over b × b pixels, on the m × m
-    grid of :func:`binned_slice`: the phantom scaled by 1/b, supersampled over each pixel."""
+    grid of :func:`binned_slice`: the phantom scaled by 1/b across (not along z, where the
+    slice's own supersampling must stay within a pixel), supersampled over each pixel."""
     from teravox.synth.phantom import Phantom
 
     with h5py.File(scan, "r") as f:
         ph = Phantom.from_json(f["/truth/phantom"][()])
-    small = Phantom([replace(s, center=tuple(c / b for c in s.center),
-                             semi_axes=tuple(a / b for a in s.semi_axes)) for s in ph.shapes])
-    return small.slice(z / b, m, supersample=min(b, 8))  # mu stays per pixel of the fine grid
+    small = Phantom([replace(s, center=(s.center[0] / b, s.center[1] / b, s.center[2]),
+                             semi_axes=(s.semi_axes[0] / b, s.semi_axes[1] / b, s.semi_axes[2]))
+                     for s in ph.shapes])
+    return small.slice(z, m, supersample=min(b, 2))  # mu stays per pixel of the fine grid
 
 
 def binned_slice(ds: h5py.Dataset, z: int, b: int, m: int) -> np.ndarray:

@@ -32,17 +32,18 @@ from teravox.stages.collect import geometry, output_path, read_resolved
 from teravox.stages.preprocess import digest
 
 # -- memory model (bytes), measured with benchmarks/scale.py -----------------------------------
-#: Peak of a job with a tiny subchunk: Python, numpy, scipy, h5py, finufft and teravox.
-JOB_BASE_BYTES = 80 * 2**20
+#: A job's memory before its first subchunk: Python, numpy, scipy, h5py, finufft, teravox.
+JOB_BASE_BYTES = 72 * 2**20
 READ_ANGLES = 256  # angles per read of a subchunk (read_sinograms)
 #: HDF5 chunk cache of projections.h5 (consecutive subchunks read the same 8-row chunks)
 READ_CACHE_BYTES = 64 * 2**20
 TILED_HEAP_LIMIT = 4 * 2**20  # tiled jobs: larger arrays are mapped and returned (see _run)
+TILE_WRITE_BYTES = 12 * 2**20  # HDF5's buffers for chunks a tile fills in part (measured)
 
 
 def peak_bytes(params: Params, *, rows: int, n_angles: int, n_cols: int, n_out: int, pad_width: int,
                center: float | None = None, tile: int | None = None, threads: int = 1, deviation: float = 0.0,
-               backend: str = "fourier", gpu_pairs: int = 0, subchunks: int = 1) -> int:
+               backend: str = "fourier", gpu_pairs: int = 0, subchunks: int = 1, chunk_rows: int = 8) -> int:
     """Peak of a sinogram-chunk job reconstructing ``rows`` slices at a time from
     (n_angles, rows, n_cols) of projections.h5 into n_out² slices (``n_out``, and
     ``n_angles`` before the 360° → 180° conversion halves them, as the plan has them).
@@ -53,12 +54,14 @@ def peak_bytes(params: Params, *, rows: int, n_angles: int, n_cols: int, n_out: 
     subchunk handed over), the output conversion of one tile or slice, and whole slices
     when ring removal on slices keeps them.  Untiled jobs keep freed memory for the next
     of their ``subchunks`` (:func:`_run`): the next subchunk's sinograms then take the
-    room the last NUFFT's fine grids left, and the next grids come from new memory."""
+    room the last NUFFT's fine grids left, and the next grids come from new memory.
+    ``chunk_rows``: rows per HDF5 chunk of the projection files (what the cache holds)."""
     from teravox.recon.backends import fourier
     from teravox.recon.pipeline import streams
 
     block = rows * n_angles * n_cols * 4
     read = min(READ_ANGLES, n_angles) * rows * n_cols * (4 + 1)
+    cache = min(READ_CACHE_BYTES, n_angles * chunk_rows * n_cols * 4)
     m, width = n_angles, n_cols
     chain = 0
     if params.half_acquisition != "off":
@@ -72,7 +75,9 @@ def peak_bytes(params: Params, *, rows: int, n_angles: int, n_cols: int, n_out: 
     whole = not streams(params)
     side = n_out if (whole or not tile) else min(tile, n_out)
     itemsize = np.dtype(params.dtype).itemsize
-    convert = side * side * (itemsize + (4 if params.dtype != "float32" else 0))
+    # a tile's conversion and HDF5's buffers for the chunks it fills in part are held with
+    # the tile's work; a whole slice is converted once the NUFFT's grids are freed
+    convert = (side * side * (itemsize + 4 * (params.dtype != "float32")) + TILE_WRITE_BYTES) if tile else 0
     if backend == "fourier":
         mem = fourier.memory(m, width, n_out, rows, center=center, pad_width=pad_width, tile=tile,
                              upsampfac=params.fourier_upsampfac, threads=threads, deviation=deviation,
@@ -86,7 +91,7 @@ def peak_bytes(params: Params, *, rows: int, n_angles: int, n_cols: int, n_out: 
         padded = rows * m * (width + 2 * pad_width) * 4
         transform = sinos + 3 * padded + 2 * rows * n_out * n_out * 4
     rings = 2 * n_out * n_out * 4 * rows if params.rings in ("fft", "wavelet-fft") else 0
-    return JOB_BASE_BYTES + READ_CACHE_BYTES + max(block + read, chain, transform + convert + rings)
+    return JOB_BASE_BYTES + cache + max(block + read, chain, transform + convert + rings)
 
 
 def build_parser() -> argparse.ArgumentParser:

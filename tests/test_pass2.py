@@ -49,8 +49,9 @@ def test_volume_independent_of_chunking(scan, tmp_path):
     a, b, c = read(one), read(four), read(odd)
     rng = float(a.max() - a.min())
     assert a.shape == (12, 64, 64) and np.isfinite(a).all()
-    assert np.max(np.abs(a - b)) <= 1e-6 * rng
-    assert np.max(np.abs(a - c)) <= 1e-6 * rng
+    assert np.max(np.abs(a - b)) <= 1e-6 * rng  # the same slice pairs: float32 rounding
+    # one-slice subchunks transform each slice alone, on half-lines: the NUFFT's rounding
+    assert np.max(np.abs(a - c)) <= 1e-5 * rng
 
 
 def test_provenance_and_centre_recorded(scan, tmp_path):
@@ -110,7 +111,8 @@ def test_merge_streams_under_budget(tmp_path):
     budget = plan["memory"]["budget"] = 160 * 2**20
     n = 1900  # fake chunk files: 24 slices of 1900² float32 = 347 MB, over twice 160 MiB
     plan["recon_shape"] = [24, n, n]
-    plan["merge_block_rows"] = max(r for r in range(1, 25) if merge.peak_bytes(n, r, 4) <= budget)
+    plan["merge_block_rows"] = max(r for r in range(1, 25)
+                                   if merge.peak_bytes(n, r, 4, straddles=merge.straddles(plan, r)) <= budget)
     for c in plan["sino_chunks"]:
         with h5py.File(reconstruct.chunk_path(plan, c["index"]), "w") as f:
             ds = f.create_dataset("/exchange/data", (c["stop"] - c["start"], n, n), np.float32, chunks=(1, 950, 950))
@@ -126,7 +128,8 @@ def test_merge_streams_under_budget(tmp_path):
     assert res.returncode == 0, res.stderr
     peak = int(res.stdout.strip().splitlines()[-1])
     assert peak < budget, (peak, budget)
-    assert abs(merge.peak_bytes(n, plan["merge_block_rows"], 4) / peak - 1) <= 0.10, peak
+    rows = plan["merge_block_rows"]
+    assert abs(merge.peak_bytes(n, rows, 4, straddles=merge.straddles(plan, rows)) / peak - 1) <= 0.10, peak
     with h5py.File(merge.output_path(plan)) as f:
         ds = f["/exchange/data"]
         assert ds.shape == (24, n, n) and ds[17, 5, 5] == 17 and ds[23, -1, -1] == 23

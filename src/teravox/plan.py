@@ -403,17 +403,16 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
         raise PlanError(f"pyramid: {params.pyramid} levels, but {n_out} × {n_out} slices allow at most {most} "
                         f"(each level halves them; level {most} is {-(-n_out // 2**most)} pixel(s) wide)")
     out_itemsize = np.dtype(params.dtype).itemsize
-    straddles = len(sino_chunks) > 1
-    merge_rows = 0
-    for cand in range(min(n_r, MERGE_MAX_ROWS), 0, -1):
-        if merge_stage.peak_bytes(n_out, cand, out_itemsize, params.pyramid, straddles) <= budget:
-            merge_rows = cand
-            break
+    chunks = {"sino_chunks": [c.to_dict() for c in sino_chunks]}
+
+    def merge_bytes(rows: int) -> int:
+        return merge_stage.peak_bytes(n_out, rows, out_itemsize, params.pyramid, merge_stage.straddles(chunks, rows))
+
+    merge_rows = next((r for r in range(min(n_r, MERGE_MAX_ROWS), 0, -1) if merge_bytes(r) <= budget), 0)
     if merge_rows == 0:
-        need = merge_stage.peak_bytes(n_out, 1, out_itemsize, params.pyramid, straddles)
         raise PlanError(f"memory: {params.memory} is too small to merge one {n_out}² slice "
-                        f"(needs {_gib(need)}); give --memory {_gib(need)} or more")
-    merge_peak = merge_stage.peak_bytes(n_out, merge_rows, out_itemsize, params.pyramid, straddles)
+                        f"(needs {_gib(merge_bytes(1))}); give --memory {_gib(merge_bytes(1))} or more")
+    merge_peak = merge_bytes(merge_rows)
     report_peak = report_stage.peak_bytes(n_r, n_c, scan.dtype.itemsize, (n_r, n_out, n_out), out_itemsize, n_p)
 
     name = scan_name or Path(scan.path).stem

@@ -31,6 +31,12 @@ from teravox.stages.reconstruct import chunk_path, chunk_problem
 JOB_BASE_BYTES = 62 * 2**20
 
 
+def straddles(plan: dict, block_rows: int) -> bool:
+    """Whether a z-block of ``block_rows`` rows would span two recon chunk files (merge then
+    holds the parts beside their concatenation)."""
+    return any(c["start"] % block_rows for c in plan["sino_chunks"][1:])
+
+
 def peak_bytes(n: int, block_rows: int, itemsize: int, pyramid: int = 0, straddles: bool = True) -> int:
     """Peak of the merge job streaming ``block_rows`` z-rows of n × n slices (``itemsize``
     bytes each): the block as read (and, where it straddles two chunk files, its parts

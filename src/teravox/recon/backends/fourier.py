@@ -94,6 +94,7 @@ from teravox.recon.backends.fourier_layout import (
     exact_radius,
     layout_bounds,
     make_layout,
+    phase_factors,
     place,
     tile_grid,
     tile_line,
@@ -290,10 +291,7 @@ def apply_factors(lay: Layout, arrs: dict[str, Any], spec: np.ndarray, a0: int, 
     polar lines (fftfreq order), built here per block of angles; ``phase`` (float32) and
     ``fac`` (complex64) are scratch of spec's shape."""
     N = lay.crop_len
-    k = np.fft.fftfreq(N, 1 / N).astype(np.float32)
-    np.multiply(arrs["frac"][a0:a1, None], k * np.float32(2 * math.pi / lay.period), out=phase)
-    np.cos(phase, out=fac.real)
-    np.sin(phase, out=fac.imag)
+    phase_factors(arrs["frac"][a0:a1], np.fft.fftfreq(N, 1 / N), lay.period, phase, fac)
     spec *= fac
     sign = np.where(np.arange(N) % 2 == 0, np.float32(1), np.float32(-1))  # (−1)^k: N is even
     np.multiply(arrs["weights"][a0:a1, None] / np.float32(N), sign, out=phase)

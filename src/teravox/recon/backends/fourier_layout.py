@@ -226,8 +226,6 @@ class Layout:
                "weights": self.weights.astype(np.float32), "frac": self.frac.astype(np.float32)}
         if self.factors is not None:
             out.update(self.factors)
-        else:  # the steps build the factors per block of angles from these
-            out.update({"k" + name[1:]: k for name, k in factor_ks(self).items()})
         if self.taper is not None:
             out["taper"] = self.taper
         return out
@@ -384,26 +382,29 @@ def _angles(theta: np.ndarray) -> dict[str, Any]:
             "weights": base.angle_weights(theta)}
 
 
-def factor_block(xp: Any, lay: Layout, arrs: dict[str, Any], k: Any, a0: int, a1: int,
-                 double: bool = False) -> Any:
+def phase_factors(frac: np.ndarray, k: np.ndarray, period: float, phase: np.ndarray, out: np.ndarray) -> None:
+    """out = e^{iω_k f_a} (complex64, angles × k) for phase offsets ``frac`` (f_a, pixels)
+    and integer frequencies ``k`` (ω_k = 2πk / period), through the float32 scratch
+    ``phase``: the phases stay within ±2π, so single precision holds them."""
+    np.multiply(frac.astype(np.float32)[:, None], (k * (2 * math.pi / period)).astype(np.float32)[None, :], out=phase)
+    np.cos(phase, out=out.real)
+    np.sin(phase, out=out.imag)
+
+
+def factor_block(lay: Layout, k: np.ndarray, a0: int, a1: int, double: bool = False) -> np.ndarray:
     """complex64 (a1 − a0, k.size) factors c_ak / FFT[k] of the module docstring for
-    angles [a0, a1) and integer frequencies ``k`` (an array of the namespace ``xp``);
-    ``double``: twice the weight for k ≠ 0 (the k ≥ 0 half of one real slice)."""
-    n_k = int(k.shape[0])
-    out = xp.empty((a1 - a0, n_k), dtype=xp.complex64)
-    if n_k == 0:
+    angles [a0, a1) and integer frequencies ``k``; ``double``: twice the weight for k ≠ 0
+    (the k ≥ 0 half of one real slice)."""
+    out = np.empty((a1 - a0, k.size), dtype=np.complex64)
+    if k.size == 0:
         return out
-    kf = k.astype(xp.float32)
-    omega = kf * xp.float32(2 * math.pi / lay.period)
-    amp = xp.where(k % 2 == 0, xp.float32(1), xp.float32(-1)) / xp.float32(lay.crop_len)
+    phase_factors(lay.frac[a0:a1], k, lay.period, np.empty(out.shape, np.float32), out)
+    amp = np.where(k % 2 == 0, 1.0, -1.0) / lay.crop_len  # (−1)^k: the line's middle at P/2
     if lay.split:
-        amp = xp.where(xp.abs(k) * 2 == lay.crop_len, amp * xp.float32(0.5), amp)
+        amp = np.where(np.abs(k) * 2 == lay.crop_len, amp * 0.5, amp)
     if double:
-        amp = xp.where(k != 0, amp * xp.float32(2), amp)
-    phase = arrs["frac"][a0:a1, None] * omega[None, :]
-    xp.cos(phase, out=out.real)
-    xp.sin(phase, out=out.imag)
-    out *= (arrs["weights"][a0:a1, None] * amp[None, :]).astype(xp.float32)
+        amp = np.where(k != 0, amp * 2, amp)
+    out *= (lay.weights[a0:a1, None] * amp[None, :]).astype(np.float32)
     return out
 
 
@@ -419,13 +420,12 @@ def factor_ks(lay: Layout) -> dict[str, np.ndarray]:
 
 def cache_factors(lay: Layout, block: int = 256) -> None:
     """Compute every factor block once, in blocks of angles (no (angles × k) complex128)."""
-    arrs = lay.arrays()
     out: dict[str, np.ndarray] = {}
     for name, k in factor_ks(lay).items():
         arr = np.empty((lay.n_angles, k.size), np.complex64)
         for a0 in range(0, lay.n_angles, block):
             a1 = min(a0 + block, lay.n_angles)
-            arr[a0:a1] = factor_block(np, lay, arrs, k, a0, a1, double=lay.half and name == "f_right")
+            arr[a0:a1] = factor_block(lay, k, a0, a1, double=lay.half and name == "f_right")
         if name == "f_dc":  # one factor per angle (none without resampling)
             arr = arr[:, 0] if k.size else np.empty(0, np.complex64)
         out[name] = arr

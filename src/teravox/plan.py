@@ -383,12 +383,13 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
             if best[0]:
                 tile, srow = best
     if srow == 0 or recon_bytes(srow, tile) > budget:
-        need = min([recon_bytes(1)] + [recon_bytes(1, math.ceil(n_out / parts))
-                                       for parts in range(2, n_out // fourier.MIN_TILE + 1)]
-                   if backend == "fourier" else [recon_bytes(1)])
-        raise PlanError(f"memory: {params.memory} is too small to reconstruct one slice "
-                        f"({n_angles_recon} angles × {n_c} columns → {n_out}² needs at least {_gib(need)} with "
-                        f"the {backend} backend); give --memory {_gib(need)} or more")
+        rows = srow if params.sino_subchunk_rows else 1
+        tiles = [math.ceil(n_out / parts) for parts in range(2, n_out // fourier.MIN_TILE + 1)]
+        need = min([recon_bytes(rows)] + ([recon_bytes(rows, t) for t in tiles] if backend == "fourier" else []))
+        what = "one slice" if rows == 1 else f"{rows} slices at a time (sino_subchunk_rows)"
+        raise PlanError(f"memory: {params.memory} is too small to reconstruct {what} ({n_angles_recon} angles × "
+                        f"{n_c} columns → {n_out}² needs at least {_gib(need)} with the {backend} backend); "
+                        f"give --memory {_gib(need)} or more")
     if pairs and srow > 2 * pairs and srow < rows_max:
         srow -= srow % (2 * pairs)  # whole GPU batches: none runs part-empty
     if pairs:  # a subchunk smaller than a batch makes the batch smaller

@@ -218,7 +218,12 @@ def test_plan_batch_limit_reaches_the_driver(monkeypatch):
     monkeypatch.setattr(base.backend_class("fourier-gpu"), "why_absent", classmethod(lambda cls: ""))
     sinos, theta, center = _case(64, 7)
     out = reconstruct(sinos, theta, center, backend="fourier-gpu", batch_pairs=3)
-    assert seen == [2]  # 4 pairs in batches of ≤ 3, balanced: 2 + 2
+    seen.clear()
+    reconstruct(sinos[:5], theta, center, backend="fourier-gpu", batch_pairs=1)
+    assert seen == [1]  # 2 pairs in batches of 1
+    seen.clear()
+    out = reconstruct(sinos, theta, center, backend="fourier-gpu", batch_pairs=3)
+    assert seen == [3]  # 3 pairs in one batch of ≤ 3; the 7th slice alone, on half-lines
     cpu = fourier.reconstruct(sinos, theta, center, threads=1)
     assert np.array_equal(out, cpu)
     fourier_gpu.clear_cache()

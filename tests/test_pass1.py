@@ -32,10 +32,11 @@ def drift_scan(tmp_path_factory) -> Path:
     return path
 
 
-def run_pass1(scan: Path, workdir: Path, **params) -> tuple[dict, Path]:
+def run_pass1(scan: Path, workdir: Path, plan_edits: dict | None = None, **params) -> tuple[dict, Path]:
     workdir.mkdir(parents=True, exist_ok=True)
     with open_scan(scan) as s:
         plan = planmod.make_plan(s, from_mapping(params), workdir=workdir)
+    plan.update(plan_edits or {})
     planmod.save(plan, workdir / "plan.json")
     for c in plan["proj_chunks"]:
         preprocess.run_chunk(plan, c["index"])
@@ -172,16 +173,17 @@ def test_plan_scan_mismatch_and_chunk_range(tmp_path):
 
 @pytest.mark.parametrize("stripe_prep", ["off", "sorting"])
 def test_preprocess_peak_memory_under_budget(tmp_path, stripe_prep):
-    """A ~64 MiB chunk with a 400 MiB budget: the job's peak RSS stays under the budget, in
-    blocks of whole projections, and (pass-1 stripe removal needs every angle) of rows."""
+    """A 128 MiB chunk with a 400 MiB budget: the job's peak RSS stays under the budget and
+    within 10 % of the plan's figure, in blocks of whole projections, and (pass-1 stripe
+    removal needs every angle) of rows."""
     scan = tmp_path / "m.h5"
-    write_scan(scan, n_angles=256, n_rows=128, n_cols=1024, noise=False, seed=2, progress=False)
+    write_scan(scan, n_angles=512, n_rows=128, n_cols=1024, noise=False, seed=2, progress=False)
     with open_scan(scan) as s:
         plan = planmod.make_plan(s, from_mapping({"proj_chunks": 1, "memory": "400M", "outliers": True,
                                                   "stripe_prep": stripe_prep}), workdir=tmp_path)
     # the budget forces several subchunks
     if stripe_prep == "off":
-        assert plan["proj_subchunk_projections"] < 256 and plan["proj_subchunk_rows"] == 128
+        assert plan["proj_subchunk_projections"] < 512 and plan["proj_subchunk_rows"] == 128
     else:
         assert plan["proj_subchunk_projections"] is None and plan["proj_subchunk_rows"] < 128
     planmod.save(plan, tmp_path / "plan.json")
@@ -191,22 +193,24 @@ def test_preprocess_peak_memory_under_budget(tmp_path, stripe_prep):
                           "--chunk", "0"], capture_output=True, text=True, check=True)
     peak = int(res.stdout.strip().splitlines()[-1])
     assert peak < plan["memory"]["budget"], (peak, plan["memory"])
+    if stripe_prep == "off":  # the model (stripe removal's is an allowance)
+        assert abs(plan["memory"]["preprocess_peak_estimate"] / peak - 1) <= 0.10, (peak, plan["memory"])
 
 
 def test_projection_blocks_equal_row_blocks(tmp_path):
-    """Blocks of whole projections at full height (chosen by the plan under a small budget,
-    no overlap) give the projections that row blocks with overlap give."""
+    """Blocks of whole projections at full height (no overlap; what the plan chooses when
+    the chunk does not fit, forced here on a small scan) give the projections that row
+    blocks with overlap give."""
     scan = tmp_path / "p.h5"
     write_scan(scan, n_angles=200, n_rows=96, n_cols=384, drift=True, zingers=True, noise=True, seed=4,
                progress=False)
     # 2 cm: a Paganin support of 22 rows, so that row blocks of 8 see only part of the height
-    common = dict(proj_chunks=1, memory="380M", **{**CHUNK_FREE, "distance_m": 0.02})
-    plan_p, by_proj = run_pass1(scan, tmp_path / "proj", **common)
+    common = dict(proj_chunks=1, **{**CHUNK_FREE, "distance_m": 0.02})
+    plan_p, by_proj = run_pass1(scan, tmp_path / "proj", {"proj_subchunk_projections": 64}, **common)
     plan_r, by_rows = run_pass1(scan, tmp_path / "rows", proj_subchunk_rows=8, **common)
     pblock = plan_p["proj_subchunk_projections"]
     assert pblock and pblock < 200 and 8 < plan_p["overlap_rows"] < 40  # several blocks per chunk
     assert plan_r["proj_subchunk_projections"] is None
-    assert plan_p["memory"]["preprocess_peak_estimate"] <= plan_p["memory"]["budget"]
     with h5py.File(preprocess.chunk_path(plan_p, 0)) as f:
         assert f["/exchange/data"].chunks[0] <= pblock and pblock % f["/exchange/data"].chunks[0] == 0
     with h5py.File(by_proj) as a, h5py.File(by_rows) as b:

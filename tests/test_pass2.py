@@ -49,8 +49,12 @@ def test_volume_independent_of_chunking(scan, tmp_path):
     a, b, c = read(one), read(four), read(odd)
     rng = float(a.max() - a.min())
     assert a.shape == (12, 64, 64) and np.isfinite(a).all()
-    assert np.max(np.abs(a - b)) <= 1e-6 * rng
-    assert np.max(np.abs(a - c)) <= 1e-6 * rng
+    # the same slice pairs, batched differently through the NUFFT (its threads split the
+    # work by batch): within the NUFFT's tolerance (fourier_eps 1e-6), measured up to 1.4e-6
+    assert np.max(np.abs(a - b)) <= 5e-6 * rng
+    # one-slice subchunks transform each slice alone, on half-lines: the single-precision
+    # NUFFT's rounding (measured 0.6–1.8e-5 of the range per slice; a geometry error is ~1e-2)
+    assert np.max(np.abs(a - c)) <= 5e-5 * rng
 
 
 def test_provenance_and_centre_recorded(scan, tmp_path):
@@ -110,7 +114,8 @@ def test_merge_streams_under_budget(tmp_path):
     budget = plan["memory"]["budget"] = 160 * 2**20
     n = 1900  # fake chunk files: 24 slices of 1900² float32 = 347 MB, over twice 160 MiB
     plan["recon_shape"] = [24, n, n]
-    plan["merge_block_rows"] = max(1, int((budget - planmod.JOB_BASE_BYTES) // 2 // (n * n * 4 * 2)))
+    plan["merge_block_rows"] = max(r for r in range(1, 25)
+                                   if merge.peak_bytes(n, r, 4, straddles=merge.straddles(plan, r)) <= budget)
     for c in plan["sino_chunks"]:
         with h5py.File(reconstruct.chunk_path(plan, c["index"]), "w") as f:
             ds = f.create_dataset("/exchange/data", (c["stop"] - c["start"], n, n), np.float32, chunks=(1, 950, 950))
@@ -126,6 +131,8 @@ def test_merge_streams_under_budget(tmp_path):
     assert res.returncode == 0, res.stderr
     peak = int(res.stdout.strip().splitlines()[-1])
     assert peak < budget, (peak, budget)
+    rows = plan["merge_block_rows"]
+    assert abs(merge.peak_bytes(n, rows, 4, straddles=merge.straddles(plan, rows)) / peak - 1) <= 0.10, peak
     with h5py.File(merge.output_path(plan)) as f:
         ds = f["/exchange/data"]
         assert ds.shape == (24, n, n) and ds[17, 5, 5] == 17 and ds[23, -1, -1] == 23
@@ -187,3 +194,45 @@ def test_cleanup_sweeps_temporaries_of_killed_jobs(scan, tmp_path):
     removed = cleanup.run(plan)
     assert set(stale) <= set(removed) and not [p for p in stale if p.exists()]
     assert vol.exists() and not list(work.glob("recon_*.h5"))
+
+
+def test_tiled_job_equals_untiled_and_its_model(tmp_path):
+    """A sinogram-chunk job in tiles (forced: the plan tiles only what does not fit) writes
+    the volume the untiled job writes, with the circular mask and a uint16 output applied
+    tile by tile, one slice at a time; its peak (VmHWM) is within 10 % of the model."""
+    scan = tmp_path / "t.h5"
+    write_scan(scan, n_angles=1536, n_rows=2, n_cols=1024, seed=3, progress=False)
+    common = dict(center=511.5, dtype="uint16", dtype_range=[-0.002, 0.02], circ_mask=True, circ_mask_ratio=0.9,
+                  sino_subchunk_rows=1)
+    plan, whole = run_stages(scan, tmp_path / "whole", **common)
+    assert plan["recon_tile"] is None
+    work = tmp_path / "tiled"
+    work.mkdir()
+    with open_scan(scan) as s:
+        tiled_plan = planmod.make_plan(s, from_mapping(common), workdir=work)
+    tiled_plan["recon_tile"] = 512
+    params = planmod.params_of(tiled_plan)
+    from teravox.recon.backends.fourier import angle_deviation
+
+    tiled_plan["memory"]["reconstruct_peak_estimate"] = reconstruct.peak_bytes(
+        params, rows=1, n_angles=1536, n_cols=1024, n_out=1024, pad_width=tiled_plan["pad_width_px"], center=511.5,
+        tile=512, threads=2, deviation=angle_deviation(np.radians(tiled_plan["theta_deg"])), subchunks=2,
+        chunk_rows=2)
+    for c in tiled_plan["proj_chunks"]:
+        preprocess.run_chunk(tiled_plan, c["index"])
+    collect.run(tiled_plan)
+    planmod.save(tiled_plan, work / "plan.json")
+    code = ("import sys; from teravox.cli import main; from teravox.resources import peak_rss; "
+            "rc = main(sys.argv[1:]); print(peak_rss()); sys.exit(rc)")
+    res = subprocess.run([sys.executable, "-c", code, "reconstruct", "--plan", str(work / "plan.json"),
+                          "--chunk", "0"], capture_output=True, text=True, env={**__import__("os").environ,
+                                                                                "TERAVOX_THREADS": "2"})
+    assert res.returncode == 0, res.stderr
+    peak = int(res.stdout.strip().splitlines()[-1])
+    assert abs(tiled_plan["memory"]["reconstruct_peak_estimate"] / peak - 1) <= 0.10, peak / 2**20
+    a, b = read(reconstruct.chunk_path(plan, 0)), read(reconstruct.chunk_path(tiled_plan, 0))
+    assert a.dtype == b.dtype == np.uint16 and a.shape == b.shape == (2, 1024, 1024)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1  # one step of 65535 in the range
+    yy, xx = np.mgrid[:1024, :1024] - 511.5
+    outside = b[:, np.hypot(xx, yy) > 0.9 * 512]
+    assert (outside == outside[0, 0]).all() and (a[:, np.hypot(xx, yy) > 0.9 * 512] == outside).all()

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import h5py
 import numpy as np
 import pytest
 from conftest import sha256, write_dxchange
@@ -77,24 +78,53 @@ def test_paganin_without_physics_is_a_clear_error(scan):
         make(scan, paganin=True)
 
 
+def wide_scan_file(path, n_proj: int, rows: int, cols: int):
+    """A DXchange file of the given shape whose projections are never written (HDF5 keeps
+    unwritten chunks out of the file): the plan reads only metadata."""
+    with h5py.File(path, "w") as f:
+        f.create_dataset("/exchange/data", shape=(n_proj, rows, cols), dtype=np.uint16,
+                         chunks=(1, rows, min(cols, 4096)))
+        f["/exchange/data_white"] = np.full((2, rows, cols), 1000, np.uint16)
+        f["/exchange/data_dark"] = np.full((2, rows, cols), 100, np.uint16)
+        f["/exchange/theta"] = np.linspace(0, 180, n_proj, endpoint=False)
+    return path
+
+
 @pytest.mark.parametrize("memory", ["400M", "600M", "1G", "4G"])
 def test_memory_estimate_honoured(tmp_path, memory):
-    path = write_dxchange(tmp_path / "big.h5", n_proj=400, rows=64, cols=512)
+    from teravox.stages.preprocess import peak_bytes
+
+    path = wide_scan_file(tmp_path / "big.h5", n_proj=1200, rows=64, cols=1024)
     p = make(path, memory=memory, proj_chunks=1, sino_chunks=1)
     budget = p["memory"]["budget"]
-    assert p["memory"]["preprocess_peak_estimate"] <= budget
-    assert p["memory"]["reconstruct_peak_estimate"] <= budget
-    # the subchunks are the largest that fit: one more row would not
-    rows, overlap = p["proj_subchunk_rows"], p["overlap_rows"]
-    if rows < 64:
-        assert planmod.prep_job_bytes(400, rows + 1, overlap, 512, 2, 5) > budget
+    assert all(p["memory"][f"{stage}_peak_estimate"] <= budget for stage in ("preprocess", "reconstruct",
+                                                                              "merge", "report"))
+    # pass-1 blocks are the largest that fit: whole projections, one HDF5 chunk more would not
+    params = planmod.params_of(p)
+    block = p["proj_subchunk_projections"]
+    if block:
+        chunk = planmod.hdf5_chunk_angles(1200, 64, 1024)
+        assert peak_bytes(params, block + chunk, 64, 1024, 2, 4) > budget
+    else:
+        assert p["proj_subchunk_rows"] == 64
 
 
 def test_more_memory_means_bigger_subchunks(tmp_path):
-    path = write_dxchange(tmp_path / "big.h5", n_proj=400, rows=64, cols=512)
+    path = wide_scan_file(tmp_path / "big.h5", n_proj=1200, rows=64, cols=1024)
     small, large = make(path, memory="400M"), make(path, memory="4G")
-    assert small["proj_subchunk_rows"] < large["proj_subchunk_rows"]
+    assert small["proj_subchunk_projections"] and not large["proj_subchunk_projections"]
     assert small["sino_subchunk_rows"] <= large["sino_subchunk_rows"]
+
+
+@pytest.mark.parametrize("paganin", [False, True])
+def test_pass1_of_a_wide_scan_in_blocks_of_projections(tmp_path, paganin):
+    """24608 columns, 24000 angles, 2 rows: the chunk does not fit 6 GiB, blocks of whole
+    projections do, with or without Paganin's overlap rows."""
+    path = wide_scan_file(tmp_path / "wide.h5", 24000, 2, 24608)
+    extra = dict(paganin=True, energy_kev=25, distance_m=0.05, pixel_size_m=1e-6) if paganin else {}
+    p = make(path, memory="6G", center=12303.5, **extra)
+    assert p["proj_subchunk_projections"] and p["proj_subchunk_rows"] == 2
+    assert p["memory"]["preprocess_peak_estimate"] <= p["memory"]["budget"]
 
 
 def test_chunk_counts_from_target_size(tmp_path):
@@ -117,9 +147,25 @@ def test_invalid_combinations(scan, params, needle):
 
 
 def test_memory_too_small_for_one_row(tmp_path):
-    path = write_dxchange(tmp_path / "wide.h5", n_proj=3000, rows=2, cols=4000)
-    with pytest.raises(PlanError, match="too small for one detector row"):
-        make(path, memory="450M", proj_chunks=1)
+    path = wide_scan_file(tmp_path / "wide.h5", n_proj=16000, rows=2, cols=8000)
+    # pass-1 stripe removal needs every angle of a row; without it blocks of projections fit
+    with pytest.raises(PlanError, match=r"too small for one detector row.*give --memory \d"):
+        make(path, memory="1.5G", proj_chunks=1, stripe_prep="sorting", center=3999.5)
+    assert make(path, memory="1.5G", proj_chunks=1, center=3999.5)["proj_subchunk_projections"]
+
+
+def test_wide_slices_in_tiles(tmp_path):
+    """24608² slices from 24000 angles: whole slices need ~43 GiB; 8 GiB takes one slice at
+    a time in tiles, and a budget below one tile is refused naming the smallest that works."""
+    path = wide_scan_file(tmp_path / "wide.h5", 24000, 2, 24608)
+    p = make(path, memory="8G", center=12303.5)
+    assert p["recon_tile"] and p["recon_tile"] < 24608 and p["sino_subchunk_rows"] in (1, 2)
+    assert p["memory"]["reconstruct_peak_estimate"] <= p["memory"]["budget"]
+    with pytest.raises(PlanError, match=r"too small to reconstruct one slice .*give --memory (\d+\.?\d*)G") as err:
+        make(path, memory="3G", center=12303.5)
+    need = float(err.value.args[0].rsplit("--memory ", 1)[1].split("G")[0])
+    assert 3 < need < 8
+    assert make(path, memory=f"{need}G", center=12303.5)["recon_tile"]
 
 
 def test_no_flats_is_a_clear_error(tmp_path):
@@ -191,9 +237,10 @@ def test_gpu_batches_from_gpu_memory(wide_scan, pairs):
     assert p["memory"]["reconstruct_peak_estimate"] <= p["memory"]["budget"]
 
 
-def test_pinned_buffers_count_against_host_memory(wide_scan):
-    cpu = make(wide_scan, backend="fourier", memory="400M", sino_chunks=1)
-    gpu = make(wide_scan, backend="fourier-gpu", gpu_memory="80G", memory="400M", sino_chunks=1)
+def test_pinned_buffers_count_against_host_memory(tmp_path):
+    path = wide_scan_file(tmp_path / "w.h5", 1536, 40, 1024)
+    cpu = make(path, backend="fourier", memory="400M", sino_chunks=1)
+    gpu = make(path, backend="fourier-gpu", gpu_memory="80G", memory="400M", sino_chunks=1)
     assert gpu["sino_subchunk_rows"] < cpu["sino_subchunk_rows"]
     assert gpu["memory"]["reconstruct_peak_estimate"] <= gpu["memory"]["budget"]
 

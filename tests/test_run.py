@@ -447,8 +447,8 @@ def test_local_executor_gives_each_gpu_job_a_device_of_its_own(tmp_path):
 
 def test_reconstruct_stage_on_the_gpu_driver_matches_cpu(tmp_path, monkeypatch):
     """The sinogram-chunk job with backend fourier-gpu: the plan's batch limit and the
-    padding's measured columns reach the driver (run on numpy stand-ins for CuPy and
-    cufinufft, tests/test_backend_gpu.py), and the chunk equals the CPU backend's."""
+    padding (done on the device, row by row) reach the driver (run on numpy stand-ins for
+    CuPy and cufinufft, tests/test_backend_gpu.py), and the chunk equals the CPU backend's."""
     import dataclasses
 
     from test_backend_gpu import _fake_modules
@@ -464,7 +464,7 @@ def test_reconstruct_stage_on_the_gpu_driver_matches_cpu(tmp_path, monkeypatch):
                   "--keep-intermediates", "--no-progress")
     assert res.returncode == 0, res.stderr
     plan = planmod.load(out / "plan.json")
-    assert plan["pad_width_px"] > 0  # padding on: the measured columns matter
+    assert plan["pad_width_px"] > 0  # padding on: the driver must pad
     _fake_modules(monkeypatch)
     monkeypatch.setattr(base.backend_class("fourier-gpu"), "why_absent", classmethod(lambda cls: ""))
     calls = []
@@ -474,7 +474,7 @@ def test_reconstruct_stage_on_the_gpu_driver_matches_cpu(tmp_path, monkeypatch):
     gplan = {**plan, "params": params.to_dict(),
              "recon_device": {"backend": "fourier-gpu", "batch_pairs": 1}}
     (written,) = stage.run_chunk(gplan, 1, outdir=tmp_path / "gpu")
-    assert calls and all(kw["batch_pairs"] == 1 and kw["measured"] is not None for kw in calls)
+    assert calls and all(kw["batch_pairs"] == 1 and kw["pad"] == (plan["pad_width_px"], "edge") for kw in calls)
     with h5py.File(out / "recon_0001.h5") as a, h5py.File(written) as b:
         x, y = a["/exchange/data"][()], b["/exchange/data"][()]
     assert np.max(np.abs(x - y)) <= 1e-5 * float(x.max() - x.min())

@@ -427,9 +427,9 @@ def test_subchunk_reads_only_its_rows(aligned4: tuple[dict, dict]) -> None:
     reads: list[tuple[int, slice, slice]] = []
     with StitchedSource(plan, shifts, Params()) as src:
         for i, scan in enumerate(src._scans):
-            def spy(index, rows, cols, _orig=scan.read_projections, _i=i):  # noqa: ANN001, ANN202
+            def spy(index, rows, cols, out=None, _orig=scan.read_projections, _i=i):  # noqa: ANN001, ANN202
                 reads.append((_i, rows, cols))
-                return _orig(index, rows, cols)
+                return _orig(index, rows, cols, out)
             scan.read_projections = spy
         src.read_normalized(np.arange(12), slice(6, 10))
     assert sorted(i for i, _, _ in reads) == [0, 1, 2, 3]

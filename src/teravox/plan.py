@@ -19,6 +19,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,13 @@ from teravox.io.volume import output_names
 PLAN_FORMAT = 1
 GIB = 2**30
 
-# Memory model, bytes per pixel held at once.  Measured, with margin, by
-# benchmarks/preprocess.py and benchmarks/reconstruct.py.
-PREP_BYTES_PER_PX = 16      # float32 block + float32 work copy + median/stripe temporaries
-RECON_BYTES_PER_SINO_PX = 40  # float32 sinogram, padded copy, complex64 rfft (2× length)
-RECON_BYTES_PER_SLICE_PX = 16  # NUFFT output grid (complex64) + float32 slice + post copy
-JOB_BASE_BYTES = 300 * 2**20  # interpreter, numpy, h5py, finufft plans
+# Each pass owns its memory model next to its code (stages/preprocess.py, stages/reconstruct.py
+# with recon/backends/fourier.py, stages/merge.py, stages/report.py); the plan composes them.
+MIN_JOB_BYTES = 320 * 2**20  # the report job's fixed cost (matplotlib, the PDF) with some room
+# Jobs are planned to this share of the budget: the memory models hold to ±6 % of the
+# measured peaks (benchmarks/scale.py), so a job does not pass its budget.
+PLAN_SHARE = 0.95
+MERGE_MAX_ROWS = 128         # z-rows per merge block: more reads no faster
 PAGANIN_TOL = 1e-4
 # GPU memory assumed for fourier-gpu when the plan is made where no device is seen and
 # gpu_memory is not given: the smallest data-centre card in use at beamlines (V100 16 GB).
@@ -139,16 +141,6 @@ def overlap_rows(params: Params, energy_kev: float | None, distance_m: float | N
     return need, "; ".join(why) or "no neighbour-dependent correction"
 
 
-def prep_job_bytes(n_proj: int, rows: int, overlap: int, cols: int, raw_itemsize: int,
-                   n_flat_frames: int, total_rows: int | None = None) -> int:
-    """Estimated peak of a pass-1 job holding ``n_proj`` projections × (rows + 2·overlap)
-    rows, at most the ``total_rows`` the detector has."""
-    block_rows = rows + 2 * overlap if total_rows is None else min(rows + 2 * overlap, total_rows)
-    px = n_proj * block_rows * cols
-    flats = n_flat_frames * block_rows * cols * (raw_itemsize + 4)
-    return JOB_BASE_BYTES + px * (PREP_BYTES_PER_PX + raw_itemsize) + flats
-
-
 def hdf5_chunk_angles(n_proj: int, n_rows: int, n_cols: int, block: int | None = None) -> int:
     """Angles per HDF5 chunk of a projection-chunk file (~4 MiB over up to 8 rows): at
     most ``block`` (projections per subchunk) where one is given, which the plan makes a
@@ -157,26 +149,25 @@ def hdf5_chunk_angles(n_proj: int, n_rows: int, n_cols: int, block: int | None =
     return min(cap, block) if block else cap
 
 
-def projection_block(n_proj: int, n_rows: int, n_cols: int, raw_itemsize: int, n_flat_frames: int,
-                     budget: int) -> int:
-    """Most projections at full height that a pass-1 subchunk can hold within ``budget``
-    (0: not even one), cut to whole HDF5 chunks of the output."""
+def projection_block(n_proj: int, n_rows: int, n_cols: int, n_chunk_angles: int,
+                     fits: Callable[[int], bool]) -> int:
+    """Most projections at full height that a pass-1 subchunk can hold (``fits(count)``;
+    0: not even one), cut to whole HDF5 chunks of the output (``n_chunk_angles`` each)."""
     fit = 0
     lo, hi = 1, n_proj
-    while lo <= hi:  # the estimate grows with the projections: bisect
+    while lo <= hi:  # the peak grows with the projections: bisect
         mid = (lo + hi) // 2
-        if prep_job_bytes(mid, n_rows, 0, n_cols, raw_itemsize, n_flat_frames) <= budget:
+        if fits(mid):
             fit, lo = mid, mid + 1
         else:
             hi = mid - 1
-    cap = hdf5_chunk_angles(n_proj, n_rows, n_cols)
-    return fit - fit % cap if fit > cap else fit
+    return fit - fit % n_chunk_angles if fit > n_chunk_angles else fit
 
 
-def recon_job_bytes(n_sino: int, n_angles: int, cols_padded: int, n_out: int) -> int:
-    """Estimated peak of a pass-2 job reconstructing ``n_sino`` slices at once."""
-    return (JOB_BASE_BYTES + n_sino * n_angles * cols_padded * RECON_BYTES_PER_SINO_PX
-            + n_sino * n_out * n_out * RECON_BYTES_PER_SLICE_PX)
+def _gib(nbytes: float) -> str:
+    """A budget that holds ``nbytes`` (planned to PLAN_SHARE of it), as --memory takes it
+    (rounded up to 0.1 GiB)."""
+    return f"{math.ceil(nbytes / PLAN_SHARE / GIB * 10) / 10:g}G"
 
 
 def recon_backend(params: Params) -> str:
@@ -232,27 +223,14 @@ def device_plan(params: Params, n_angles: int, columns: int, n: int) -> dict[str
     return out
 
 
-def merge_formats_bytes(params: Params, zarr_chunks: list[int] | None, n: int) -> int:
-    """Peak memory of merge's Zarr and TIFF work (linking needs none): the pyramid's tiles
-    (:func:`teravox.io.omezarr.pyramid_bytes`), or a BigTIFF's slice being copied."""
-    from teravox.io.omezarr import pyramid_bytes
-
-    itemsize = np.dtype(params.dtype).itemsize
-    need = 0
-    if zarr_chunks and params.pyramid:
-        need = pyramid_bytes(tuple(zarr_chunks), itemsize)
-    if "tiff" in params.format and params.tiff_layout == "bigtiff":
-        need = max(need, 2 * n * n * itemsize)
-    return JOB_BASE_BYTES + need
-
-
 def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
               scan_name: str | None = None, extra_inputs: dict[str, Any] | None = None) -> dict[str, Any]:
     """The plan as a JSON-able dict.  Raises PlanError for combinations that cannot work."""
-    budget = params.memory_bytes()
-    if budget < JOB_BASE_BYTES + 64 * 2**20:
+    given = params.memory_bytes()
+    budget = int(given * PLAN_SHARE)
+    if given < MIN_JOB_BYTES:
         raise PlanError(f"memory: {params.memory} is too small for any job "
-                        f"(at least {(JOB_BASE_BYTES + 64 * 2**20) // 2**20} MiB)")
+                        f"(at least {MIN_JOB_BYTES // 2**20} MiB)")
     proj_idx = projection_indices(params, scan.n_proj, scan.theta_deg)
     r0, r1, rstep = _resolve_range(params.row_range, scan.n_rows, "row_range")
     c0, c1, cstep = _resolve_range(params.col_range, scan.n_cols, "col_range")
@@ -330,30 +308,42 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
     proj_chunks, sino_chunks = split(n_p, k), split_even(n_r, j)
 
     # -- subchunks from the memory budget ---------------------------------------------
+    from teravox.stages import preprocess as prep_stage
+
     biggest_p = max(c.size for c in proj_chunks)
     n_flat_frames = scan.n_flats + scan.n_flats_after + scan.n_darks
     rows_max = max(c.size for c in sino_chunks)
+
+    def prep_bytes(n_proj: int, rows: int, overlap_: int) -> int:
+        return prep_stage.peak_bytes(params, n_proj, min(rows + 2 * overlap_, n_r), n_c, scan.dtype.itemsize,
+                                     n_flat_frames)
+
     prow, pproj = 0, None
     if params.proj_subchunk_rows:
         prow = min(params.proj_subchunk_rows, n_r)
+    elif prep_bytes(biggest_p, n_r, 0) <= budget:
+        prow = n_r  # the whole chunk in one block
+    elif params.stripe_prep == "off":
+        # Only pass-1 stripe removal needs every angle of a row: otherwise blocks of whole
+        # projections at full height, which need no overlap rows and write whole HDF5 chunks.
+        cap = hdf5_chunk_angles(biggest_p, n_r, n_c)
+        pproj = projection_block(biggest_p, n_r, n_c, cap, lambda k: prep_bytes(k, n_r, 0) <= budget) or None
+        prow = n_r if pproj else 0
+        if not pproj:
+            raise PlanError(f"memory: {params.memory} is too small for one projection of the detector "
+                            f"({n_r} rows × {n_c} columns needs {_gib(prep_bytes(1, n_r, 0))}); "
+                            f"give --memory {_gib(prep_bytes(1, n_r, 0))} or more")
     else:
-        for cand in range(n_r, 0, -1):  # largest block that fits
-            if prep_job_bytes(biggest_p, cand, overlap, n_c, scan.dtype.itemsize, n_flat_frames, n_r) <= budget:
+        for cand in range(n_r, 0, -1):  # largest band of rows (all angles of the chunk) that fits
+            if prep_bytes(biggest_p, cand, overlap) <= budget:
                 prow = cand
                 break
-        if params.stripe_prep == "off" and overlap and prow < n_r:
-            # Row blocks recompute 2 × overlap rows each; blocks of whole projections at full
-            # height need none, since only pass-1 stripe removal needs all angles of a row.
-            pproj = projection_block(biggest_p, n_r, n_c, scan.dtype.itemsize, n_flat_frames, budget) or None
-            if pproj:
-                prow = n_r
         if prow == 0:
-            need = prep_job_bytes(biggest_p, 1, overlap, n_c, scan.dtype.itemsize, n_flat_frames, n_r)
+            need = prep_bytes(biggest_p, 1, overlap)
             raise PlanError(f"memory: {params.memory} is too small for one detector row of a projection "
-                            f"chunk ({biggest_p} projections × {n_c} columns needs ~{need / 2**20:.0f} MiB) "
-                            f"or one whole projection; raise --memory or use more --proj-chunks")
-    prep_peak = (prep_job_bytes(pproj, n_r, 0, n_c, scan.dtype.itemsize, n_flat_frames) if pproj
-                 else prep_job_bytes(biggest_p, prow, overlap, n_c, scan.dtype.itemsize, n_flat_frames, n_r))
+                            f"chunk with pass-1 stripe removal ({biggest_p} projections × {n_c} columns needs "
+                            f"{_gib(need)}); give --memory {_gib(need)} or more, or more --proj-chunks")
+    prep_peak = prep_bytes(pproj, n_r, 0) if pproj else prep_bytes(biggest_p, prow, overlap)
 
     from teravox.recon.sinogram import default_pad_width
 
@@ -365,30 +355,59 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
     device = device_plan(params, n_angles_recon, cols_padded, n_out)
     pairs = (device or {}).get("batch_pairs") or 0
 
-    if pairs:
-        from teravox.recon.backends import fourier_gpu
+    from teravox import resources
+    from teravox.recon.backends import fourier
+    from teravox.stages import merge as merge_stage
+    from teravox.stages import reconstruct as recon_stage
+    from teravox.stages import report as report_stage
 
-    def recon_bytes(rows: int) -> int:
-        pinned = 0
-        if pairs:  # page-locked double buffers of the GPU backend
-            pinned = fourier_gpu.pinned_bytes(n_angles_recon, cols_padded, n_out, min(pairs, -(-rows // 2)))
-        return recon_job_bytes(rows, n_p, cols_padded, n_out) + pinned
+    backend = recon_backend(params)
+    deviation = fourier.angle_deviation(np.radians(theta[:n_angles_recon] if half else theta))
+    threads = resources.threads(params.threads)
 
+    def recon_bytes(rows: int, tile: int | None = None) -> int:
+        pairs_ = min(pairs, -(-rows // 2)) if pairs else 0
+        return recon_stage.peak_bytes(params, rows=rows, n_angles=n_p, n_cols=n_c, n_out=n_out, pad_width=pad,
+                                      center=center, tile=tile, threads=threads, deviation=deviation,
+                                      backend=backend, gpu_pairs=pairs_, subchunks=-(-rows_max // rows),
+                                      chunk_rows=min(n_r, 8))
+
+    def largest_tile(rows: int) -> int:
+        """The largest tile side that fits (0: none)."""
+        for parts in range(2, n_out // fourier.MIN_TILE + 1):
+            t = math.ceil(n_out / parts)
+            if recon_bytes(rows, t) <= budget:
+                return t
+        return 0
+
+    srow, tile = 0, None
     if params.sino_subchunk_rows:
         srow = min(params.sino_subchunk_rows, rows_max)
-        srow = srow + (srow % 2 and srow < rows_max)  # whole slice pairs (see split_even)
+        # whole slice pairs (see split_even); one slice at a time is transformed alone
+        srow = srow + (srow % 2 and 1 < srow < rows_max)
+        if backend == "fourier" and recon_bytes(srow) > budget:
+            tile = largest_tile(srow) or None
     else:
-        srow = 0
         for cand in range(rows_max, 0, -1):
             if recon_bytes(cand) <= budget and (cand % 2 == 0 or cand in (1, rows_max)):
                 srow = cand
                 break
-        if srow == 0:
-            need = recon_bytes(1)
-            raise PlanError(f"memory: {params.memory} is too small to reconstruct one slice "
-                            f"({n_p} angles × {cols_padded} padded columns → {n_out}² needs ~{need / 2**20:.0f} MiB)")
-        if pairs and srow > 2 * pairs and srow < rows_max:
-            srow -= srow % (2 * pairs)  # whole GPU batches: none runs part-empty
+        if srow == 0 and backend == "fourier":
+            # whole slices do not fit: tiles, for a pair or a single slice (the larger tile wins)
+            options = [(largest_tile(rows), rows) for rows in sorted({min(2, rows_max), 1}, reverse=True)]
+            best = max(options)
+            if best[0]:
+                tile, srow = best
+    if srow == 0 or recon_bytes(srow, tile) > budget:
+        rows = srow if params.sino_subchunk_rows else 1
+        tiles = [math.ceil(n_out / parts) for parts in range(2, n_out // fourier.MIN_TILE + 1)]
+        need = min([recon_bytes(rows)] + ([recon_bytes(rows, t) for t in tiles] if backend == "fourier" else []))
+        what = "one slice" if rows == 1 else f"{rows} slices at a time (sino_subchunk_rows)"
+        raise PlanError(f"memory: {params.memory} is too small to reconstruct {what} ({n_angles_recon} angles × "
+                        f"{n_c} columns → {n_out}² needs at least {_gib(need)} with the {backend} backend); "
+                        f"give --memory {_gib(need)} or more")
+    if pairs and srow > 2 * pairs and srow < rows_max:
+        srow -= srow % (2 * pairs)  # whole GPU batches: none runs part-empty
     zarr_chunks = None
     if "zarr" in params.format:  # each job writes whole chunks of the OME-Zarr volume, and only its own
         from teravox.io.omezarr import chunk_rows, chunk_shape
@@ -398,10 +417,12 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
         sino_chunks = split_even(n_r, j, max(2, rows))
         srow -= srow % rows
     if pairs:  # a subchunk smaller than a batch makes the batch smaller
+        from teravox.recon.backends import fourier_gpu
+
         device["batch_pairs"] = min(pairs, -(-srow // 2))
         device["gpu_peak_estimate"] = fourier_gpu.device_bytes(n_angles_recon, cols_padded, n_out,
                                                                device["batch_pairs"], params.fourier_upsampfac)
-    recon_peak = recon_bytes(srow)
+    recon_peak = recon_bytes(srow, tile)
     most = max_pyramid_levels(n_out)
     if params.pyramid > most:
         raise PlanError(f"pyramid: {params.pyramid} levels, but {n_out} × {n_out} slices allow at most {most} "
@@ -409,9 +430,19 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
     from teravox.stages import collect
 
     collect_peak = collect.peak_bytes(params, np.deg2rad(theta), n_r, n_c, center is None,
-                                      n_out=n_out, cols_padded=cols_padded)
-    # merge streams a z-block that fits half the budget (the other half: HDF5 caches, pyramid)
-    merge_rows = max(1, int((budget - JOB_BASE_BYTES) // 2 // max(1, n_out * n_out * 4 * 2)))
+                                      n_out=n_out, pad_width=pad, tile=tile, threads=threads)
+    out_itemsize = np.dtype(params.dtype).itemsize
+    chunks = {"sino_chunks": [c.to_dict() for c in sino_chunks]}
+
+    def merge_bytes(rows: int) -> int:
+        return merge_stage.peak_bytes(n_out, rows, out_itemsize, params.pyramid, merge_stage.straddles(chunks, rows))
+
+    merge_rows = next((r for r in range(min(n_r, MERGE_MAX_ROWS), 0, -1) if merge_bytes(r) <= budget), 0)
+    if merge_rows == 0:
+        raise PlanError(f"memory: {params.memory} is too small to merge one {n_out}² slice "
+                        f"(needs {_gib(merge_bytes(1))}); give --memory {_gib(merge_bytes(1))} or more")
+    merge_peak = merge_bytes(merge_rows)
+    report_peak = report_stage.peak_bytes(n_r, n_c, scan.dtype.itemsize, (n_r, n_out, n_out), out_itemsize, n_p)
 
     name = scan_name or _scan_name(Path(scan.path))
     plan: dict[str, Any] = {
@@ -451,17 +482,21 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
         "proj_subchunk_projections": pproj,
         "sino_subchunk_rows": srow,
         "merge_block_rows": merge_rows,
+        "recon_tile": tile,
         "pad_width_px": pad,
         "recon_shape": [n_r, n_out, n_out],
         "zarr_chunks": zarr_chunks,
         "recon_angles": n_angles_recon,
         "recon_device": device,
         "memory": {
-            "budget": budget,
+            "budget": given,
+            "planned_to": budget,
             "preprocess_peak_estimate": prep_peak,
             "reconstruct_peak_estimate": recon_peak,
-            "merge_zarr_tiff_peak_estimate": merge_formats_bytes(params, zarr_chunks, n_out),
+            "merge_peak_estimate": merge_peak,
+            "merge_zarr_tiff_peak_estimate": merge_stage.formats_peak_bytes(params, zarr_chunks, n_out),
             "collect_peak_estimate": collect_peak,
+            "report_peak_estimate": report_peak,
         },
         "outputs": {
             "projections": "projections.h5",

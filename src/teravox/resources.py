@@ -41,13 +41,19 @@ def gpu_devices() -> list[str]:
         return []
 
 
-def reuse_freed_memory() -> bool:
-    """Ask glibc to serve large arrays from the heap and keep freed memory for the next.
+def reuse_freed_memory(largest: int = 2**31 - 1) -> bool:
+    """Ask glibc to serve arrays up to ``largest`` bytes from the heap and keep freed memory
+    for the next; larger ones are mapped and returned when freed.
 
     A chunk job allocates the same block-sized arrays for every subchunk; glibc maps each
     large one afresh and the kernel zeroes its pages on first touch, which took a third of
-    a pass-1 job's time (benchmarks/preprocess.py).  With these settings freed blocks are
-    reused instead.  A no-op (False) where the C library is not glibc.
+    a pass-1 job's time (benchmarks/preprocess.py).  With the default (every size, up to
+    C's int) freed blocks are reused instead.  A fixed threshold also stops glibc from
+    raising its own after each large free, which let a tiled reconstruction's per-tile
+    NUFFT grids come from the heap and grow it by one grid per tile.  Worker threads share
+    the one heap (one arena): in heaps of their own, what each thread freed served only
+    that thread (pass-1 stripe removal's threads kept ~200 MiB that way).  A no-op (False)
+    where the C library is not glibc.
     """
     import ctypes
     import platform
@@ -58,8 +64,10 @@ def reuse_freed_memory() -> bool:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
-    m_trim_threshold, m_mmap_threshold, largest = -1, -3, 2**31 - 1  # mallopt takes a C int
-    return bool(libc.mallopt(m_mmap_threshold, largest) and libc.mallopt(m_trim_threshold, largest))
+    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
+    largest = int(min(max(largest, 0), 2**31 - 1))  # mallopt takes a C int
+    return bool(libc.mallopt(m_mmap_threshold, largest) and libc.mallopt(m_trim_threshold, 2**31 - 1)
+                and libc.mallopt(m_arena_max, 1))
 
 
 def total_memory() -> int:
@@ -88,11 +96,16 @@ def peak_rss() -> int:
 
 
 def write_peak_file() -> None:
-    """At exit, write :func:`peak_rss` to ``$TERAVOX_PEAK_FILE`` (how executors learn a job's peak)."""
+    """At exit, write :func:`peak_rss` to ``$TERAVOX_PEAK_FILE`` (how executors learn a job's
+    peak), and the job's CPU seconds (user + system) beside it, with the suffix ``.cpu``."""
+    import resource
+    from pathlib import Path
+
     path = os.environ.get("TERAVOX_PEAK_FILE")
     if path:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         try:
-            with open(path, "w") as fh:
-                fh.write(str(peak_rss()))
+            Path(path).write_text(str(peak_rss()))
+            Path(path).with_suffix(".cpu").write_text(f"{usage.ru_utime + usage.ru_stime:.3f}")
         except OSError:
             pass

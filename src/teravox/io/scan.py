@@ -123,14 +123,18 @@ class Frames:
         self.parts = [(s, np.arange(s.shape[0]) if idx is None else np.asarray(idx, int)) for s, idx in parts]
         self.n = sum(idx.size for _, idx in self.parts)
 
-    def read(self, index: slice | np.ndarray, rows: slice, cols: slice) -> np.ndarray:
-        """Frames ``index`` (a slice, or positions in any order) × rows × cols, stored dtype."""
-        if self.whole and isinstance(index, slice):
+    def read(self, index: slice | np.ndarray, rows: slice, cols: slice,
+             out: np.ndarray | None = None) -> np.ndarray:
+        """Frames ``index`` (a slice, or positions in any order) × rows × cols, stored dtype,
+        into ``out`` when given."""
+        if self.whole and isinstance(index, slice) and out is None:
             return self.parts[0][0][index, rows, cols]
         pos = np.arange(self.n)[index] if isinstance(index, slice) else np.asarray(index, int)
+        if len(self.parts) == 1:
+            stack, idx = self.parts[0]
+            return _read_frames(stack, idx[pos], rows, cols, out)
         bounds = np.cumsum([0] + [idx.size for _, idx in self.parts])
         part = np.searchsorted(bounds, pos, side="right") - 1
-        out = None
         for p in np.unique(part):
             stack, idx = self.parts[p]
             sel = part == p
@@ -204,10 +208,11 @@ class Scan:
         return self.n_proj * self.n_rows * self.n_cols * self.dtype.itemsize
 
     def read_projections(self, index: slice | np.ndarray, rows: slice = slice(None),
-                         cols: slice = slice(None)) -> np.ndarray:
+                         cols: slice = slice(None), out: np.ndarray | None = None) -> np.ndarray:
         """Projections (angles, rows, cols) in their stored dtype; index is a slice or indices in
-        any order (the plan orders them by angle)."""
-        return self._read(self._proj, index, rows, cols, "projections")
+        any order (the plan orders them by angle).  ``out``: a C-contiguous array of that shape
+        and dtype to read into."""
+        return self._read(self._proj, index, rows, cols, "projections", out)
 
     def read_flats(self, rows: slice = slice(None), cols: slice = slice(None), after: bool = False) -> np.ndarray:
         """All flat fields (before the scan, or after it) for the given rows and columns."""
@@ -244,10 +249,10 @@ class Scan:
         return flat, dark, after
 
     def _read(self, frames: Frames | None, index: slice | np.ndarray, rows: slice, cols: slice,
-              what: str) -> np.ndarray:
+              what: str, out: np.ndarray | None = None) -> np.ndarray:
         assert frames is not None
         try:
-            return frames.read(index, rows, cols)
+            return frames.read(index, rows, cols, out)
         except (OSError, KeyError, RuntimeError) as exc:
             file, name = validate.location(frames.parts[0][0])
             raise InputError(file, name, f"cannot read {what} ({exc})") from None
@@ -280,25 +285,33 @@ class Scan:
         return out + self._other_files
 
 
-def _read_frames(ds: Any, idx: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
-    """Read frames ``idx`` (any order) as runs of consecutive frames: h5py is fast on slices,
-    slow on lists.  Ascending indices come back without a copy when they form one run;
-    descending ones (a scan recorded from its last angle down) are read as one run, reversed."""
+def _read_frames(ds: Any, idx: np.ndarray, rows: slice, cols: slice,
+                 out: np.ndarray | None = None) -> np.ndarray:
+    """Read frames ``idx`` (any order) as runs of consecutive frames (h5py is fast on slices,
+    slow on lists), each straight into its place in ``out`` (allocated when None).  Ascending
+    indices that form one run come back as the stack reads them; descending ones (a scan
+    recorded from its last angle down) are read as one run, reversed."""
     if idx.size == 0:
-        return np.empty((0,) + ds[0:1, rows, cols].shape[1:], ds.dtype)
+        return out if out is not None else np.empty((0,) + ds[0:1, rows, cols].shape[1:], ds.dtype)
     if idx.size > 1 and np.all(np.diff(idx) == -1):
-        return ds[int(idx[-1]):int(idx[0]) + 1, rows, cols][::-1]
+        got = ds[int(idx[-1]):int(idx[0]) + 1, rows, cols][::-1]
+        if out is None:
+            return got
+        out[...] = got
+        return out
     breaks = np.flatnonzero(np.diff(idx) != 1) + 1
     starts = np.concatenate([[0], breaks])
     stops = np.concatenate([breaks, [idx.size]])
-    if len(starts) == 1:
-        return ds[int(idx[0]):int(idx[-1]) + 1, rows, cols]
-    out = None
+    if out is None:
+        if len(starts) == 1:
+            return ds[int(idx[0]):int(idx[-1]) + 1, rows, cols]
+        out = np.empty((idx.size,) + ds[0:1, rows, cols].shape[1:], ds.dtype)
     for a, b in zip(starts, stops, strict=True):
-        part = ds[int(idx[a]):int(idx[b - 1]) + 1, rows, cols]
-        if out is None:
-            out = np.empty((idx.size,) + part.shape[1:], part.dtype)
-        out[a:b] = part
+        where = np.s_[int(idx[a]):int(idx[b - 1]) + 1, rows, cols]
+        if isinstance(ds, h5py.Dataset):
+            ds.read_direct(out, where, np.s_[a:b])  # no temporary the size of the run
+        else:
+            out[a:b] = ds[where]
     return out
 
 

@@ -27,3 +27,15 @@ def circular_mask(slices: np.ndarray, ratio: float = 1.0, value: float = 0.0, *,
     out = slices if inplace else slices.copy()
     out[..., outside] = value
     return out
+
+
+def mask_region(values: np.ndarray, n: int, rows: slice, cols: slice, ratio: float = 1.0,
+                value: float = 0.0) -> None:
+    """:func:`circular_mask` of an n × n slice applied in place to ``values``, the part
+    [rows, cols] of that slice (a tile): row by row, without an n × n map."""
+    radius, h = ratio * n / 2, (n - 1) / 2
+    r0, c0 = rows.start or 0, cols.start or 0
+    x = np.arange(c0, c0 + values.shape[1]) - h
+    for i, row in enumerate(values):
+        dy = r0 + i - h
+        row[x * x + dy * dy > radius * radius] = value

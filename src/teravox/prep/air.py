@@ -11,12 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def air_correct(proj: np.ndarray, width: int) -> np.ndarray:
+def air_correct(proj: np.ndarray, width: int, *, out: np.ndarray | None = None) -> np.ndarray:
     """Divide each row of (angles, rows, cols) projections by its edge-interpolated air (float32).
 
     ``width`` is the air band at each edge in pixels (parameter ``air_cols``).  Rows whose air
     estimate is not positive and finite at both edges are left unchanged (dividing by it would
-    make no sense).  A (rows, cols) input is one projection.
+    make no sense).  A (rows, cols) input is one projection.  ``out``: where to write a stack
+    (may be ``proj`` itself: each projection is read before it is written).
     """
     proj = np.asarray(proj)
     if proj.ndim not in (2, 3):
@@ -27,7 +28,7 @@ def air_correct(proj: np.ndarray, width: int) -> np.ndarray:
         raise ValueError(f"air band width {width} px at each edge needs more than {2 * width} "
                          f"columns; the projections have {cols}")
     stack = proj[None] if proj.ndim == 2 else proj
-    out = np.empty(stack.shape, dtype=np.float32)
+    out = np.empty(stack.shape, dtype=np.float32) if (out is None or proj.ndim == 2) else out
     # column positions of the band centres; t = 0 at the left centre, 1 at the right centre
     c_left, c_right = (width - 1) / 2.0, cols - 1 - (width - 1) / 2.0
     t = ((np.arange(cols) - c_left) / (c_right - c_left)).astype(np.float32)

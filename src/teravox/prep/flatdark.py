@@ -55,6 +55,7 @@ def normalize(
     n_total: int | None = None,
     eps: float = 1e-6,
     count_rows: slice = slice(None),
+    out: np.ndarray | None = None,
 ) -> Normalized:
     """Flat/dark normalise projections: ``T = (I − D) / (F − D)``, float32 (dimensionless).
 
@@ -70,6 +71,7 @@ def normalize(
     ``n_guarded``); any other non-finite result (NaN/inf in the input) is :data:`FILL` too
     (counted in ``n_nonfinite``).  Counts are of output values (projection × pixel) in the rows
     ``count_rows`` (a block read with overlap rows counts only the rows it keeps).
+    ``out``: a float32 array of the projections' shape to write the result into.
     """
     proj = np.asarray(proj)
     single = proj.ndim == 2
@@ -84,7 +86,10 @@ def normalize(
 
     d = np.asarray(dark, dtype=np.float32)
     den = np.asarray(flat, dtype=np.float32) - d
-    out = np.empty(proj.shape, dtype=np.float32)
+    if out is None:
+        out = np.empty(proj.shape, dtype=np.float32)
+    elif single:
+        out = out[None]
     np.subtract(proj, d, out=out, dtype=np.float32)
 
     n_guarded = 0
@@ -109,10 +114,12 @@ def normalize(
                     out[i][bad] = FILL
                     n_guarded += int(bad[count_rows].sum())
 
-    nonfinite = ~np.isfinite(out)
-    n_nonfinite = int(nonfinite[:, count_rows].sum())
-    if nonfinite.any():
-        out[nonfinite] = FILL
+    n_nonfinite = 0
+    for img in out:  # a projection at a time: no block-sized map
+        nonfinite = ~np.isfinite(img)
+        if nonfinite.any():
+            n_nonfinite += int(nonfinite[count_rows].sum())
+            img[nonfinite] = FILL
     return Normalized(out[0] if single else out, n_guarded, n_nonfinite)
 
 

@@ -11,13 +11,15 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def from_monitor(proj: np.ndarray, i0: np.ndarray, *, reference: float | None = None) -> np.ndarray:
+def from_monitor(proj: np.ndarray, i0: np.ndarray, *, reference: float | None = None,
+                 out: np.ndarray | None = None) -> np.ndarray:
     """Divide projection ``i`` of (angles, rows, cols) by ``i0[i] / reference`` (float32 out).
 
     ``reference`` defaults to the mean of ``i0``, so the series' overall level is preserved and
     only the variations are removed.  A chunk sees only its own part of the monitor series: pass
     the mean over the whole scan as ``reference`` so that every chunk is scaled alike.
-    The monitor's unit does not matter (only ratios enter).
+    The monitor's unit does not matter (only ratios enter).  ``out``: where to write (may be
+    ``proj`` itself, when it is float32).
     """
     proj = np.asarray(proj)
     if proj.ndim != 3:
@@ -33,7 +35,7 @@ def from_monitor(proj: np.ndarray, i0: np.ndarray, *, reference: float | None = 
     if not np.isfinite(ref) or ref <= 0:
         raise ValueError(f"reference monitor value must be positive, got {reference}")
     scale = (ref / i0).astype(np.float32)
-    return np.multiply(proj, scale[:, None, None], dtype=np.float32)
+    return np.multiply(proj, scale[:, None, None], dtype=np.float32, out=out)
 
 
 def find_air_cols(proj: np.ndarray, width: int = 50) -> tuple[int, int]:
@@ -63,14 +65,15 @@ def air_level(proj: np.ndarray, cols: Sequence[int]) -> np.ndarray:
 
 
 def from_air(proj: np.ndarray, cols: Sequence[int] | None = None, width: int = 50,
-             *, level: np.ndarray | None = None) -> np.ndarray:
+             *, level: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Divide each projection by the mean of its air region, so that the air is 1 (float32 out).
 
     ``cols`` = [start, stop) columns of the air; None finds the band at the edges with
     :func:`find_air_cols` (``width`` columns).  ``level`` (one value per projection) overrides
     the mean: a job that sees only a block of rows should pass the level measured over the full
     projection height (:func:`air_level`), or each block would be scaled differently.
-    A (rows, cols) input is one projection and gives a (rows, cols) output.
+    A (rows, cols) input is one projection and gives a (rows, cols) output.  ``out``: where to
+    write a stack (may be ``proj`` itself, when it is float32).
     """
     single = np.ndim(proj) == 2
     proj = _as_stack(proj)
@@ -85,7 +88,7 @@ def from_air(proj: np.ndarray, cols: Sequence[int] | None = None, width: int = 5
         raise ValueError("the air region's mean is not positive in every projection "
                          "(is the region air? are the data normalised?)")
     scale = (1.0 / level).astype(np.float32)
-    out = np.multiply(proj, scale[:, None, None], dtype=np.float32)
+    out = np.multiply(proj, scale[:, None, None], dtype=np.float32, out=None if single else out)
     return out[0] if single else out
 
 

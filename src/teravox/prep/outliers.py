@@ -26,19 +26,21 @@ def _full_median_fraction(size: int) -> float:
     return 0.05 if size == 3 else 0.4
 
 
-def remove_outliers(proj: np.ndarray, dif: float, size: int = 3) -> tuple[np.ndarray, int]:
+def remove_outliers(proj: np.ndarray, dif: float, size: int = 3, *, inplace: bool = False
+                    ) -> tuple[np.ndarray, int]:
     """Replace bright outliers in (angles, rows, cols) projections by their local median.
 
     ``dif`` is in the data's units (normalised transmission after flat/dark); ``size`` is the
-    median window in pixels.  Returns the float32 result (a new array) and the number of
-    replaced pixels.  A (rows, cols) input is one projection.
+    median window in pixels.  Returns the float32 result (a new array, or ``proj`` itself
+    with ``inplace`` and a float32 input: each projection is filtered from its own values)
+    and the number of replaced pixels.  A (rows, cols) input is one projection.
     """
     if int(size) != size or size < 1:
         raise ValueError(f"outlier median size must be a positive integer, got {size}")
     if not np.isfinite(dif):
         raise ValueError(f"outlier threshold must be finite, got {dif}")
     size = int(size)
-    out = np.array(proj, dtype=np.float32, copy=True)
+    out = proj if (inplace and proj.dtype == np.float32) else np.array(proj, dtype=np.float32, copy=True)
     if out.ndim not in (2, 3):
         raise ValueError(f"projections must be (angles, rows, cols), got shape {out.shape}")
     stack = out[None] if out.ndim == 2 else out

@@ -136,7 +136,8 @@ def kernel_support_px(pixel_size_m: float, distance_m: float, energy_kev: float,
 
 
 def retrieve_phase(proj: np.ndarray, *, pixel_size_m: float, distance_m: float, energy_kev: float,
-                   delta_beta: float, pad: bool = True, workers: int | None = None) -> np.ndarray:
+                   delta_beta: float, pad: bool = True, workers: int | None = None,
+                   out: np.ndarray | None = None) -> np.ndarray:
     """Apply the Paganin filter to each (rows, cols) projection of (angles, rows, cols); float32.
 
     Input: flat-field normalised transmission.  Output: the filtered transmission (not −log'd;
@@ -145,6 +146,8 @@ def retrieve_phase(proj: np.ndarray, *, pixel_size_m: float, distance_m: float, 
     columns, as TomoPy), rounded up to a fast FFT size, so no wrap-around reaches the image;
     ``pad=False`` filters the image as periodic.  ``workers``: FFT threads (default: the CPUs
     this process may use).  Non-finite input is refused: the FFT would spread it everywhere.
+    ``out``: where to write a stack (may be ``proj`` itself: each projection is copied into
+    the padded buffer before its result is written).
     """
     proj = np.asarray(proj)
     if proj.ndim not in (2, 3):
@@ -163,7 +166,7 @@ def retrieve_phase(proj: np.ndarray, *, pixel_size_m: float, distance_m: float, 
         ny, nx, top, left = rows, cols, 0, 0
     kernel = paganin_kernel((ny, nx), pixel_size_m, distance_m, energy_kev, delta_beta)
 
-    out = np.empty(stack.shape, dtype=np.float32)
+    out = np.empty(stack.shape, dtype=np.float32) if (out is None or proj.ndim == 2) else out
     rowbuf = np.empty((rows, nx), dtype=np.float32)  # the image's rows, padded in columns
     spec = np.empty((ny, nx // 2 + 1), dtype=np.complex64)
     for i in range(n):

@@ -110,34 +110,60 @@ def steps(params: Params) -> list[tuple[str, dict]]:
 
 def normalize_block(raw: np.ndarray, params: Params, *, flat: np.ndarray | None, dark: np.ndarray | None,
                     flat_after: np.ndarray | None = None, indices: np.ndarray | None = None,
-                    n_total: int | None = None, count_rows: slice = slice(None)) -> tuple[np.ndarray, Counts]:
+                    n_total: int | None = None, count_rows: slice = slice(None),
+                    out: np.ndarray | None = None) -> tuple[np.ndarray, Counts]:
     """Flat/dark normalisation of ``raw`` (angles, rows, cols) → float32, with guard counts.
 
     ``flat``/``dark``/``flat_after`` are combined (rows, cols) fields for the same rows;
     ``indices`` are the projections' indices in the whole scan (for interpolating
     flats taken before and after the scan); patched pixels are counted in the rows
     ``count_rows`` of the block only.
+    ``out``: a float32 array of raw's shape to write into.
     """
     from teravox.prep import flatdark
 
     counts = Counts(steps=[name for name, _ in steps(params)])
     if params.flat_dark:
         res = flatdark.normalize(raw, flat, dark, flat_after=flat_after, indices=indices, n_total=n_total,
-                                 count_rows=count_rows)
+                                 count_rows=count_rows, out=out)
         counts.flat_le_dark += res.n_guarded
         counts.nonfinite += res.n_nonfinite
         return res.data, counts
-    block = np.asarray(raw, dtype=np.float32)
-    bad = ~np.isfinite(block)
-    if bad.any():
-        counts.nonfinite += int(bad[:, count_rows].sum())
-        block = np.where(bad, np.float32(1.0), block)
-    return block, counts
+    if out is None:
+        out = np.array(raw, dtype=np.float32)
+    else:
+        out[...] = raw
+    for img in out:  # a projection at a time: no block-sized map
+        bad = ~np.isfinite(img)
+        if bad.any():
+            counts.nonfinite += int(bad[count_rows].sum())
+            img[bad] = np.float32(1.0)
+    return out, counts
+
+
+@dataclass
+class Buffers:
+    """A projection-chunk job's block arrays, allocated once for its largest block: the raw
+    frames and the float32 block every correction then works in."""
+
+    raw: np.ndarray
+    block: np.ndarray
+
+    @classmethod
+    def for_blocks(cls, n_proj: int, rows: int, cols: int, raw_dtype: Any) -> Buffers:
+        return cls(np.empty((n_proj, rows, cols), raw_dtype), np.empty((n_proj, rows, cols), np.float32))
+
+    def views(self, n_proj: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """C-contiguous (n_proj, rows, cols) views of both."""
+        shape = (n_proj, rows, self.raw.shape[2])
+        size = n_proj * rows * self.raw.shape[2]
+        return self.raw.reshape(-1)[:size].reshape(shape), self.block.reshape(-1)[:size].reshape(shape)
 
 
 def read_normalized(scan: Any, params: Params, indices: np.ndarray, rows: slice,
                     cols: slice = slice(None), *, i0_reference: float | None = None,
-                    count_rows: slice = slice(None)) -> tuple[np.ndarray, Counts]:
+                    count_rows: slice = slice(None), buffers: Buffers | None = None
+                    ) -> tuple[np.ndarray, Counts]:
     """Read projections ``indices`` × rows × cols of an open scan and normalise them (float32).
 
     The one step of pass 1 that touches a file: flat/dark normalisation with the scan's
@@ -145,57 +171,64 @@ def read_normalized(scan: Any, params: Params, indices: np.ndarray, rows: slice,
     ``i0_reference`` (default: the series' mean).  A single-scan job and the stitched
     reader both start here; the rest is :func:`correct_normalized` with I0 switched off.
     Patched pixels are counted in the rows ``count_rows`` of the block (those a job keeps).
+    ``buffers``: read and normalise into these (the result is a view of ``buffers.block``).
     """
     from teravox.errors import InputError
 
-    raw = scan.read_projections(indices, rows, cols)
+    raw_out = out = None
+    if buffers is not None:  # views of the job's block arrays (a last block may be smaller)
+        raw_out, out = buffers.views(len(indices), len(range(*rows.indices(scan.n_rows))))
+    raw = scan.read_projections(indices, rows, cols, out=raw_out)
     flat = dark = flat_after = None
     if params.flat_dark:
         flat, dark, flat_after = scan.read_fields(rows, cols, flat_method=params.flat_method,
                                                   dark_method=params.dark_method)
     try:
         block, counts = normalize_block(raw, params, flat=flat, dark=dark, flat_after=flat_after,
-                                        indices=indices, n_total=scan.n_proj, count_rows=count_rows)
+                                        indices=indices, n_total=scan.n_proj, count_rows=count_rows, out=out)
         if params.i0 == "monitor":
             from teravox.prep.i0 import from_monitor
 
             if scan.i0 is None:
                 raise InputError(scan.path, None, "i0=monitor but this scan has no beam-monitor series")
             ref = float(np.mean(scan.i0)) if i0_reference is None else i0_reference
-            block = from_monitor(block, scan.i0[indices], reference=ref)
+            block = from_monitor(block, scan.i0[indices], reference=ref, out=block)
     except ValueError as exc:  # a science function refused its input: say which file
         raise InputError(scan.path, scan.data_path, f"rows {rows.start}..{rows.stop}: {exc}") from None
     return block, counts
 
 
 def correct_normalized(block: np.ndarray, params: Params, counts: Counts, *,
-                       air_level: np.ndarray | None = None, physics: Physics | None = None) -> np.ndarray:
+                       air_level: np.ndarray | None = None, physics: Physics | None = None,
+                       inplace: bool = False) -> np.ndarray:
     """The rest of the chain after normalisation (I0 from air, outliers, stripes, air, Paganin).
 
     I0 from the beam monitor comes with the normalisation (:func:`read_normalized`).  A
     job that sees only part of the scan passes ``air_level`` (each projection's air mean
-    over its full height), so that chunking changes nothing.
+    over its full height), so that chunking changes nothing.  Every correction but
+    pass-1 stripe removal works a projection at a time, in ``block`` itself with
+    ``inplace`` (a float32 block), else in a copy.
     """
     from teravox.prep import air, outliers, paganin, stripes
     from teravox.prep import i0 as i0mod
 
     threads = resources.threads(params.threads)
+    if not (inplace and block.dtype == np.float32):
+        block = np.array(block, dtype=np.float32)
     if params.i0 == "air":
-        block = i0mod.from_air(block, cols=params.i0_air_cols, level=air_level)
+        block = i0mod.from_air(block, cols=params.i0_air_cols, level=air_level, out=block)
     if params.outliers:
-        block, n = outliers.remove_outliers(block, params.outlier_dif, params.outlier_size)
+        block, n = outliers.remove_outliers(block, params.outlier_dif, params.outlier_size, inplace=True)
         counts.outliers += n
-    if params.stripe_prep != "off":
-        sinos = np.ascontiguousarray(block.transpose(1, 0, 2))
-        sinos = stripes.remove_stripes(sinos, params.stripe_prep, snr=params.stripe_snr,
-                                       la_size=params.stripe_la_size, sm_size=params.stripe_sm_size,
-                                       workers=threads)
-        block = np.ascontiguousarray(sinos.transpose(1, 0, 2))
+    if params.stripe_prep != "off":  # sinogram by sinogram, in place: (rows, angles, cols) views
+        sinos = block.transpose(1, 0, 2)
+        stripes.remove_stripes(sinos, params.stripe_prep, snr=params.stripe_snr, la_size=params.stripe_la_size,
+                               sm_size=params.stripe_sm_size, workers=threads, out=sinos)
     if params.air:
-        block = air.air_correct(block, params.air_cols)
+        block = air.air_correct(block, params.air_cols, out=block)
     if params.paganin:
         ph = physics or Physics()
         block = paganin.retrieve_phase(block, pixel_size_m=ph.pixel_size_m, distance_m=ph.distance_m,
                                        energy_kev=ph.energy_kev, delta_beta=params.delta_beta,
-                                       pad=params.paganin_pad, workers=threads)
+                                       pad=params.paganin_pad, workers=threads, out=block)
     return block.astype(np.float32, copy=False)

@@ -24,7 +24,8 @@ METHODS: dict[str, str] = {
 
 
 def remove_stripes(sinos: np.ndarray, method: str, *, snr: float = 3.0, la_size: int = 61,
-                   sm_size: int = 21, workers: int = 1, **kw: object) -> np.ndarray:
+                   sm_size: int = 21, workers: int = 1, out: np.ndarray | None = None,
+                   **kw: object) -> np.ndarray:
     """Remove stripes from (rows, angles, cols) sinograms; float32 out, same shape.
 
     ``method`` (parameters ``stripe_prep`` / ``stripe_recon``) and the algotom function used:
@@ -41,6 +42,8 @@ def remove_stripes(sinos: np.ndarray, method: str, *, snr: float = 3.0, la_size:
     ``snr``, ``la_size`` (pixels) and ``sm_size`` (pixels) are the ``stripe_snr``,
     ``stripe_la_size`` and ``stripe_sm_size`` parameters; other algotom keyword arguments of the
     chosen function pass through ``kw``.  ``workers`` > 1 processes sinograms in threads.
+    ``out``: a float32 array (or view) of the sinograms' shape to write into; it may be
+    ``sinos`` itself, each sinogram being read before it is written.
 
     In pass 1 a chunk sees only its own angles, so the stripe estimate — and the result —
     depends on how the projections were chunked; pass 2 sees every angle.
@@ -57,7 +60,8 @@ def remove_stripes(sinos: np.ndarray, method: str, *, snr: float = 3.0, la_size:
     func = getattr(removal, METHODS[method])
     args = _arguments(method, func, snr=snr, la_size=la_size, sm_size=sm_size, kw=kw)
 
-    out = np.empty(sinos.shape, dtype=np.float32)
+    if out is None:
+        out = np.empty(sinos.shape, dtype=np.float32)
 
     def one(i: int) -> None:
         out[i] = func(np.asarray(sinos[i], dtype=np.float32), **args)

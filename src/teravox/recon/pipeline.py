@@ -4,12 +4,16 @@ Order: −log (unless pass 1 already produced line integrals) → 360°→180° 
 half-acquisition scans → stripe removal → sinogram-domain ring removal → padding →
 reconstruction with the chosen backend → ring removal on slices → circular mask.
 The conversion to the output dtype happens in the stage, with the one mapping
-that the whole volume shares.
+that the whole volume shares.  The padding is the backend's to do (the fourier
+backends pad row by row, without a padded copy), and slices can leave the backend
+tile by tile (``write``) when no slice-domain ring removal needs them whole.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -57,13 +61,14 @@ def steps(params: Params, quantity: str = "transmission") -> list[tuple[str, dic
     return out
 
 
-def line_integrals(block: np.ndarray, params: Params, quantity: str) -> np.ndarray:
-    """(rows, angles, cols) projections data → line integrals (−log where needed)."""
+def line_integrals(block: np.ndarray, params: Params, quantity: str, inplace: bool = False) -> np.ndarray:
+    """(rows, angles, cols) projections data → line integrals (−log where needed;
+    ``inplace``: overwriting a float32 ``block``)."""
     from teravox.recon.sinogram import minus_log
 
     block = np.asarray(block, dtype=np.float32)
     if params.minus_log and quantity == "transmission":
-        return minus_log(block)
+        return minus_log(block, inplace=inplace)
     return block
 
 
@@ -77,20 +82,51 @@ def to_180(sinos: np.ndarray, theta: np.ndarray, center: float, side: str | None
     return out, theta[first], new_center
 
 
-def reconstruct_block(block: np.ndarray, theta: np.ndarray, params: Params, geom: Geometry,
-                      quantity: str = "transmission", batch_pairs: int | None = None,
-                      rows: np.ndarray | None = None) -> np.ndarray:
+#: ``write(s, rows, cols, values)``: where a slice's pixels [rows, cols] go (float32 values)
+Writer = Callable[[int, slice, slice, np.ndarray], None]
+
+
+class _MaskedWriter:
+    """What the backend writes into (``out[s, rows, cols] = tile``): the circular mask,
+    tile by tile, then ``write``."""
+
+    def __init__(self, write: Writer, n: int, params: Params):
+        self.write, self.n, self.params = write, n, params
+
+    def __setitem__(self, key: tuple[int, slice, slice], values: np.ndarray) -> None:
+        s, rows, cols = key
+        if self.params.circ_mask:
+            from teravox.post.mask import mask_region
+
+            mask_region(values, self.n, rows, cols, self.params.circ_mask_ratio, self.params.circ_mask_value)
+        self.write(s, rows, cols, values)
+
+
+def streams(params: Params) -> bool:
+    """Whether slices can leave the backend tile by tile: no slice-domain ring removal."""
+    return params.rings not in ("fft", "wavelet-fft")
+
+
+def reconstruct_block(block: Any, theta: np.ndarray, params: Params, geom: Geometry,
+                      quantity: str = "transmission", batch_pairs: int | None = None, *,
+                      rows: np.ndarray | None = None, tile: int | None = None,
+                      write: Writer | None = None) -> np.ndarray | None:
     """(rows, angles, cols) of projections.h5 → (rows, n, n) float32 slices.
 
-    ``theta`` in radians.  Values: attenuation coefficient per pixel.  ``batch_pairs``:
-    the plan's slice pairs per GPU batch (``fourier-gpu`` only).  ``rows``: the block's
-    rows of projections.h5, needed when the axis is tilted (each sinogram is then moved so
-    that its axis lies at ``geom.center``).
+    ``theta`` in radians.  Values: attenuation coefficient per pixel.  ``block`` (float32)
+    is overwritten (−log in place); given as a :class:`~teravox.recon.backends.base.Handover`
+    the backend frees it once filtered.  ``batch_pairs``: the plan's slice pairs per GPU
+    batch (``fourier-gpu`` only); ``tile``: the plan's tile side (``fourier``).  With
+    ``write`` the slices go there (tile by tile when :func:`streams`) and None is returned.
+    ``rows``: the block's rows of projections.h5, needed when the axis is tilted (each
+    sinogram is then moved so that its axis lies at ``geom.center``).
     """
     from teravox.recon import sinogram
     from teravox.recon.backends import reconstruct
+    from teravox.recon.backends.base import Handover
 
-    sinos = line_integrals(block, params, quantity)
+    sinos = block.take() if isinstance(block, Handover) else block
+    sinos = line_integrals(sinos, params, quantity, inplace=True)
     if geom.tilt_px_per_row:
         if rows is None:
             raise ValueError("a tilted axis needs the block's rows")
@@ -108,16 +144,16 @@ def reconstruct_block(block: np.ndarray, theta: np.ndarray, params: Params, geom
         from teravox.post.rings import remove_rings_sinogram
 
         sinos = remove_rings_sinogram(sinos, snr=params.ring_snr, size=params.ring_size)
-    measured = None
-    if geom.pad_width and params.pad != "none":
-        measured = (geom.pad_width, geom.pad_width + sinos.shape[2])
-        sinos = sinogram.pad(sinos, geom.pad_width, params.pad)
-        center = center + geom.pad_width
-    slices = reconstruct(sinos, theta, center, backend=params.backend, n=geom.n_out,
+    pad = (geom.pad_width, params.pad) if geom.pad_width and params.pad != "none" else None
+    sink = _MaskedWriter(write, geom.n_out, params) if write is not None and streams(params) else None
+    handed = Handover(sinos)
+    del sinos
+    slices = reconstruct(handed, theta, center, backend=params.backend, n=geom.n_out,
                          filter_name=params.filter_name, threads=resources.threads(params.threads),
                          eps=params.fourier_eps, upsampfac=params.fourier_upsampfac,
-                         algorithm=params.algorithm, measured=measured, batch_pairs=batch_pairs)
-    del sinos
+                         algorithm=params.algorithm, pad=pad, batch_pairs=batch_pairs, tile=tile, out=sink)
+    if sink is not None:
+        return None
     if params.rings in ("fft", "wavelet-fft"):
         from teravox.post.rings import remove_rings
 
@@ -125,5 +161,10 @@ def reconstruct_block(block: np.ndarray, theta: np.ndarray, params: Params, geom
     if params.circ_mask:
         from teravox.post.mask import circular_mask
 
-        slices = circular_mask(slices, params.circ_mask_ratio, params.circ_mask_value)
-    return np.asarray(slices, dtype=np.float32)
+        slices = circular_mask(slices, params.circ_mask_ratio, params.circ_mask_value, inplace=True)
+    slices = np.asarray(slices, dtype=np.float32)
+    if write is None:
+        return slices
+    for s, image in enumerate(slices):
+        write(s, slice(None), slice(None), image)
+    return None

@@ -15,6 +15,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
@@ -28,10 +29,12 @@ from teravox.io.atomic import atomic_path
 from teravox.io.virtual import concat_virtual
 from teravox.prep.pipeline import Patched
 from teravox.progress import bar
-from teravox.recon.center import CenterResult, bin_angles
 from teravox.recon.pipeline import Geometry, line_integrals, reconstruct_block
 from teravox.stages._common import cli_entry
 from teravox.stages.preprocess import chunk_path, digest, pass1_digest
+
+if TYPE_CHECKING:  # the search (and scipy.optimize) is imported only by the jobs that search
+    from teravox.recon.center import CenterResult
 
 #: rows spread over the height for the automatic centre and the tilt
 CENTER_ROWS = 7
@@ -136,7 +139,8 @@ def resolve(plan: dict, params: Params, data: h5py.Dataset, quantity: str, *,
                 "dtype_range": params.dtype_range, "range_how": "given"}
     if params.dtype in ("uint8", "uint16") and params.dtype_range is None:
         rows = sample_rows(data.shape[1])
-        resolved["dtype_range"] = list(sample_range(data, theta, params, geom, quantity, rows))
+        resolved["dtype_range"] = list(sample_range(data, theta, params, geom, quantity, rows,
+                                                    tile=plan.get("recon_tile")))
         resolved["range_how"] = f"percentiles {params.dtype_percentiles} of sample slices {rows}"
     return resolved
 
@@ -192,13 +196,15 @@ def _read_angles(data: h5py.Dataset, idx: np.ndarray, k: int, row: int, params: 
         else:
             raw = data[idx.tolist(), row, :]
         return line_integrals(np.asarray(raw, dtype=np.float32), params, quantity)
+    from teravox.recon import center as cmod
+
     n_cols = data.shape[2]
     per_block = max(1, READ_BLOCK_BYTES // (k * n_cols * 4))
     out = np.empty((idx.size, n_cols), np.float32)
     for b0 in range(0, idx.size, per_block):
         b1 = min(b0 + per_block, idx.size)
         raw = np.asarray(data[int(idx[b0]):int(idx[b1 - 1]) + k, row, :], dtype=np.float32)
-        out[b0:b1] = bin_angles(line_integrals(raw, params, quantity), k)
+        out[b0:b1] = cmod.bin_angles(line_integrals(raw, params, quantity), k)
     return out
 
 
@@ -221,27 +227,35 @@ def refuse_if_unsure(found: CenterResult, params: Params, n_cols: int) -> None:
 
 
 def sample_range(data: h5py.Dataset, theta: np.ndarray, params: Params, geom: Geometry, quantity: str,
-                 rows: list[int]) -> tuple[float, float]:
-    """The integer output range: percentiles of a few slices reconstructed one at a time
-    (each kept as at most RANGE_VALUES values, evenly strided)."""
+                 rows: list[int], tile: int | None = None) -> tuple[float, float]:
+    """The integer output range: percentiles of a few slices reconstructed one at a time, in
+    the plan's tiles (``tile``: their side; None: whole slices), each slice sampled on a
+    regular grid of at most RANGE_VALUES pixels (the same pixels whatever the tiles)."""
     from teravox.post.dtype import range_from_samples
 
-    kept = []
+    step = max(1, math.ceil(geom.n_out / math.sqrt(RANGE_VALUES)))
+    kept: list[np.ndarray] = []
+
+    def keep(_s: int, r: slice, c: slice, values: np.ndarray) -> None:
+        # the grid's pixels in this tile: global rows and columns that are multiples of step
+        r0, c0 = r.start or 0, c.start or 0
+        kept.append(values[-r0 % step::step, -c0 % step::step].ravel().copy())
+
     for r in rows:
         block = np.ascontiguousarray(data[:, r:r + 1, :].transpose(1, 0, 2))
-        slc = reconstruct_block(block, theta, params, geom, quantity, rows=np.array([r])).ravel()
+        reconstruct_block(block, theta, params, geom, quantity, rows=np.array([r]), tile=tile, write=keep)
         del block
-        kept.append(slc[:: max(1, math.ceil(slc.size / RANGE_VALUES))].copy())
-        del slc
     return range_from_samples(np.concatenate(kept), tuple(params.dtype_percentiles))
 
 
 def peak_bytes(params: Params, theta: np.ndarray, n_rows: int, n_cols: int, auto_center: bool, *,
-               n_out: int, cols_padded: int) -> int:
+               n_out: int, pad_width: int, tile: int | None = None, threads: int = 1) -> int:
     """Predicted peak memory (bytes) of the collect job: the larger of the centre search
     (one angle-thinned row and its transforms, :func:`teravox.recon.center.search_bytes`)
-    and the integer range (one full row and one slice's reconstruction)."""
+    and the integer range (one full row and one slice's reconstruction in the plan's
+    tiles, :func:`teravox.stages.reconstruct.peak_bytes`)."""
     from teravox.recon import center as cmod
+    from teravox.stages import reconstruct as recon_stage
 
     need = 0
     if auto_center:
@@ -253,8 +267,9 @@ def peak_bytes(params: Params, theta: np.ndarray, n_rows: int, n_cols: int, auto
             idx.size, n_cols, mode, len(sample_rows(n_rows, CENTER_ROWS))))
     if params.dtype in ("uint8", "uint16") and params.dtype_range is None:
         row = theta.size * n_cols * 4
-        need = max(need, 2 * row + planmod.recon_job_bytes(1, theta.size, cols_padded, n_out)
-                   - planmod.JOB_BASE_BYTES + RANGE_ROWS * RANGE_VALUES * 4)
+        recon = recon_stage.peak_bytes(params, rows=1, n_angles=theta.size, n_cols=n_cols, n_out=n_out,
+                                       pad_width=pad_width, tile=tile, threads=threads, chunk_rows=0)
+        need = max(need, row + recon - recon_stage.JOB_BASE_BYTES + RANGE_ROWS * RANGE_VALUES * 4)
     return COLLECT_BASE_BYTES + need
 
 

@@ -17,12 +17,14 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from teravox import plan as planmod
+from teravox.config import Params
 from teravox.errors import StageError
 from teravox.io import omezarr, pieces, provenance, tiffstack, volume
 from teravox.io.atomic import atomic_path
@@ -30,6 +32,39 @@ from teravox.io.virtual import concat_virtual
 from teravox.progress import bar
 from teravox.stages._common import cli_entry
 from teravox.stages.reconstruct import chunk_path, chunk_problem
+
+#: Peak of a job besides its block: Python, numpy, h5py and teravox (measured with
+#: benchmarks/scale.py as the intercept of peak against block size).
+JOB_BASE_BYTES = 62 * 2**20
+
+
+def straddles(plan: dict, block_rows: int) -> bool:
+    """Whether a z-block of ``block_rows`` rows would span two recon chunk files (merge then
+    holds the parts beside their concatenation)."""
+    return any(c["start"] % block_rows for c in plan["sino_chunks"][1:])
+
+
+def formats_peak_bytes(params: Params, zarr_chunks: list[int] | None, n: int) -> int:
+    """Peak memory of merge's Zarr and TIFF work (linking needs none): the pyramid's tiles
+    (:func:`teravox.io.omezarr.pyramid_bytes`), or a BigTIFF's slice being copied."""
+    from teravox.io.omezarr import pyramid_bytes
+
+    itemsize = np.dtype(params.dtype).itemsize
+    need = 0
+    if zarr_chunks and params.pyramid:
+        need = pyramid_bytes(tuple(zarr_chunks), itemsize)
+    if "tiff" in params.format and params.tiff_layout == "bigtiff":
+        need = max(need, 2 * n * n * itemsize)
+    return JOB_BASE_BYTES + need
+
+
+def peak_bytes(n: int, block_rows: int, itemsize: int, pyramid: int = 0, straddles: bool = True) -> int:
+    """Peak of the merge job streaming ``block_rows`` z-rows of n × n slices (``itemsize``
+    bytes each): the block as read (and, where it straddles two chunk files, its parts
+    beside their concatenation), and for a pyramid its float32 copy and first level."""
+    block = block_rows * n * n * itemsize
+    levels = (block_rows * n * n * 4) * (1 + 1 / 4) if pyramid else 0
+    return int(JOB_BASE_BYTES + block * (2 if straddles else 1) + levels)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,8 +117,10 @@ def run(plan: dict, chunks_dir: str | Path | None = None, output: str | Path | N
     """Every format's volume; returns them by format."""
     params = planmod.params_of(plan)
     check_pieces(plan, chunks_dir)
-    facts = dict(params=params.to_dict(), plan=plan, input=plan["scan"]["path"],
-                 backend=_backend_name(params.backend), timings=timings or {})
+    def facts() -> dict:  # after the copy: naming the backend imports it (~20 MB the copy would carry)
+        return dict(params=params.to_dict(), plan=plan, input=plan["scan"]["path"],
+                    backend=_backend_name(params.backend), timings=timings or {})
+
     out = volume.volume_paths(plan, planmod.workdir(plan, outdir))
     if "hdf5" in out:
         out["hdf5"] = Path(output) if output else out["hdf5"]
@@ -96,15 +133,15 @@ def run(plan: dict, chunks_dir: str | Path | None = None, output: str | Path | N
     return out
 
 
-def _merge_pieces(plan: dict, fmt: str, chunks_dir: str | Path | None, out: Path, facts: dict,
-                  progress: bool) -> str:
+def _merge_pieces(plan: dict, fmt: str, chunks_dir: str | Path | None, out: Path,
+                  facts: Callable[[], dict], progress: bool) -> str:
     """The OME-Zarr store or the TIFF stack from the jobs' pieces; says how the files got there."""
     params = planmod.params_of(plan)
     dirs = [volume.piece_path(plan, fmt, c["index"], planmod.workdir(plan, chunks_dir)) for c in plan["sino_chunks"]]
     first = pieces.read_marker(dirs[0])
     resolved, data_attrs = first.get("resolved", {}), first.get("data_attrs", {})
     prov = provenance.record(stage="merge", resolved=resolved, center=resolved.get("center"),
-                             data_attrs=data_attrs, chunks=[d.name for d in dirs], **facts)
+                             data_attrs=data_attrs, chunks=[d.name for d in dirs], **facts())
     n = int(first["shape"][1])  # the slice size collect resolved
     shape, dtype = (plan["recon_shape"][0], n, n), np.dtype(params.dtype)
     pixel = plan["physics"].get("pixel_size_m")
@@ -117,8 +154,8 @@ def _merge_pieces(plan: dict, fmt: str, chunks_dir: str | Path | None, out: Path
     return f"{shape[0]} slices copied into one BigTIFF"
 
 
-def _merge_hdf5(plan: dict, chunks_dir: str | Path | None, out: Path, virtual: bool | None, facts: dict,
-                progress: bool) -> None:
+def _merge_hdf5(plan: dict, chunks_dir: str | Path | None, out: Path, virtual: bool | None,
+                facts: Callable[[], dict], progress: bool) -> None:
     params = planmod.params_of(plan)
     virtual = params.merge == "virtual" if virtual is None else virtual
     sources = _sources(plan, chunks_dir)
@@ -140,7 +177,7 @@ def _merge_hdf5(plan: dict, chunks_dir: str | Path | None, out: Path, virtual: b
         _copy_and_pyramid(f, ds, sources, shape, dtype, plan, params.pyramid, not virtual, progress)
         provenance.write(f, stage="merge", resolved=resolved, center=resolved.get("center"),
                          chunks=[str(p) for p, *_ in sources], virtual=int(virtual),
-                         seconds=round(time.perf_counter() - t0, 3), **facts)
+                         seconds=round(time.perf_counter() - t0, 3), **facts())
 
 
 def _backend_name(name: str) -> str:

@@ -18,11 +18,19 @@ import h5py
 import numpy as np
 
 from teravox import plan as planmod
+from teravox.config import Params
 from teravox.errors import StageError
 from teravox.io import open_scan_for, provenance
 from teravox.io.atomic import atomic_path
 from teravox.io.provenance import plan_digest as digest
-from teravox.prep.pipeline import Counts, Physics, correct_normalized, read_normalized, steps
+from teravox.prep.pipeline import (
+    Buffers,
+    Counts,
+    Physics,
+    correct_normalized,
+    read_normalized,
+    steps,
+)
 from teravox.progress import bar
 from teravox.stages._common import cli_entry
 
@@ -42,6 +50,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 def chunk_path(plan: dict, index: int, outdir: str | Path | None = None) -> Path:
     return planmod.workdir(plan, outdir) / plan["outputs"]["proj_chunk"].format(index=index)
+
+
+# -- memory model (bytes), measured with benchmarks/scale.py -----------------------------------
+#: Peak of a job besides its block arrays: Python, numpy, scipy, h5py, teravox and HDF5's
+#: buffers (the intercept of the measured peak against the block's pixels, 0.5 to 67
+#: Mpixel blocks: 116-122 MiB; a job on a tiny scan peaks at 96 MiB).
+JOB_BASE_BYTES = 120 * 2**20
+STRIPE_ALLOWANCE_PER_PX = 20
+
+
+def peak_bytes(params: Params, n_proj: int, rows: int, cols: int, raw_itemsize: int,
+               n_flat_frames: int) -> int:
+    """Peak of a projection-chunk job whose blocks hold ``n_proj`` projections × ``rows``
+    detector rows (overlap included) × ``cols`` columns.
+
+    The job's two block arrays (:class:`teravox.prep.pipeline.Buffers`): the raw frames
+    (``raw_itemsize`` per pixel) and the float32 block that every correction works in,
+    a projection at a time.  Flats and darks: their frames as read and the float64 mean of
+    one field; one projection's work buffers (Paganin's padded spectrum, the outlier
+    medians).  Pass-1 stripe removal (row blocks, sinogram by sinogram in threads) is an
+    allowance, not a model: algotom's per-sinogram arrays, freed in the worker threads'
+    own heaps, and the copy of the kept rows for writing came to 15-16 bytes per pixel more
+    (measured with tests/test_pass1.py's scan); 20 are counted."""
+    px = n_proj * rows * cols
+    per_px = raw_itemsize + 4 + STRIPE_ALLOWANCE_PER_PX * (params.stripe_prep != "off")
+    fields = rows * cols * (n_flat_frames * raw_itemsize + 8 + 3 * 4) if params.flat_dark else 0
+    one = rows * cols * (4 * 8 if params.paganin else 4 * 4 if params.outliers else 2)
+    return JOB_BASE_BYTES + px * per_px + fields + one
 
 
 def hdf5_chunks(n_proj: int, n_rows: int, n_cols: int, block: int | None = None) -> tuple[int, int, int]:
@@ -79,13 +115,26 @@ def run_chunk(plan: dict, index: int, outdir: str | Path | None = None, progress
         # what every chunk must share, so that the chunking changes nothing
         i0_reference = float(np.mean(scan.i0[all_idx])) if scan.i0 is not None else None
         air_level = _air_levels(scan, params, plan, idx) if params.i0 == "air" else None
+        # the largest block's arrays, allocated once: every block reads and works in them
+        buffers = Buffers.for_blocks(*block_shape(plan, ch.size), scan.dtype)
 
         def read(projs: slice, rows: slice, keep: slice) -> tuple[np.ndarray, Counts]:
             return read_normalized(scan, params, idx[projs], rows, slice(c0, c1), i0_reference=i0_reference,
-                                   count_rows=keep)
+                                   count_rows=keep, buffers=buffers)
 
         return _write_chunk(plan, index, outdir, progress, read, air_level=air_level,
                             input=plan["scan"]["path"], proj_indices=[int(idx[0]), int(idx[-1])])
+
+
+def block_shape(plan: dict, n_proj: int) -> tuple[int, int, int]:
+    """(projections, rows with overlap, columns) of the largest block of a chunk of
+    ``n_proj`` projections."""
+    (r0, r1), (c0, c1) = plan["selection"]["rows"], plan["selection"]["cols"]
+    n_rows = r1 - r0
+    pblock = plan.get("proj_subchunk_projections")
+    if pblock:
+        return min(pblock, n_proj), n_rows, c1 - c0
+    return n_proj, min(n_rows, plan["proj_subchunk_rows"] + 2 * plan["overlap_rows"]), c1 - c0
 
 
 def _write_chunk(plan: dict, index: int, outdir: str | Path | None, progress: bool,
@@ -125,17 +174,19 @@ def _write_chunk(plan: dict, index: int, outdir: str | Path | None, progress: bo
             _refuse_mostly_patched(c, normalized[:, keep].size, index, ch.start + projs.start,
                                    ch.start + projs.stop, r0 + b0, r0 + b1, provenance_extra)
             try:
-                corrected = correct_normalized(normalized, params, c, physics=physics,
+                corrected = correct_normalized(normalized, params, c, physics=physics, inplace=True,
                                                air_level=None if air_level is None else air_level[projs])
             except ValueError as exc:  # a science function refused its input
                 raise StageError(f"projection chunk {index}, projections {ch.start + projs.start}.."
                                  f"{ch.start + projs.stop}, rows {r0 + lo}..{r0 + hi}: {exc}") from None
             del normalized
             counts.add(c)
-            ds[projs, b0:b1, :] = corrected[:, b0 - lo:b0 - lo + (b1 - b0), :]
-            del corrected
-        if not np.isfinite(ds[:, :1, :]).all():  # cheap sentinel; the chain guards every block
-            raise StageError(f"{out}: non-finite values after pass 1 in chunk {index}")
+            kept = corrected[:, b0 - lo:b0 - lo + (b1 - b0), :]
+            if not all(np.isfinite(img).all() for img in kept):  # a sentinel; the chain guards every step
+                raise StageError(f"{out}: non-finite values after pass 1 in chunk {index}, projections "
+                                 f"{ch.start + projs.start}..{ch.start + projs.stop}")
+            ds[projs, b0:b1, :] = kept
+            del corrected, kept
         provenance.write(f, stage="preprocess", params=params.to_dict(), chunk=ch.to_dict(),
                          corrections=steps(params), guarded={
                              "flat_le_dark_pixels": counts.flat_le_dark,

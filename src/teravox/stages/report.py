@@ -9,6 +9,7 @@ Reads only what it shows: strided planes, never a whole stack.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -33,6 +34,58 @@ from teravox.stages._common import cli_entry
 
 MAX_SINOGRAM_ANGLES = 720   # the report's sinograms are sub-sampled in angle beyond this
 HISTOGRAM_SLICES = 16
+HISTOGRAM_VALUES = 4_000_000  # at most this many voxels, spread over the sampled slices
+#: Peak of a job on a tiny volume: Python, numpy, h5py, matplotlib and the PDF drawn.
+JOB_BASE_BYTES = 240 * 2**20
+
+
+class Plane:
+    """One z-plane of a volume (any format), read only where indexed (the volume stays open
+    until :meth:`close`): the report draws it block-averaged, strip by strip
+    (:func:`teravox.report._display`), so a 24608² plane is never read whole."""
+
+    def __init__(self, path: str | Path, z: int):
+        self._open = contextlib.ExitStack()
+        self.volume, _ = self._open.enter_context(open_volume(path))
+        self.z = z
+        self.shape = tuple(self.volume.shape[1:])
+        self.dtype = self.volume.dtype
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        return np.asarray(self.volume[(self.z, *key)])
+
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+        return np.asarray(self.volume[self.z], dtype=dtype)  # the whole plane: small ones only
+
+    def close(self) -> None:
+        self._open.close()
+
+
+def histogram_sample(volume: h5py.Dataset, count: int = HISTOGRAM_SLICES,
+                     values: int = HISTOGRAM_VALUES) -> np.ndarray:
+    """Voxels of up to ``count`` z-planes spread over the volume, each read on a regular
+    grid so that about ``values`` are kept in all (every voxel of a small volume)."""
+    nz, ny, nx = volume.shape
+    zs = np.unique(np.linspace(0, nz - 1, min(nz, count)).round().astype(int))
+    step = max(1, math.ceil(math.sqrt(zs.size * ny * nx / values)))
+    return np.concatenate([np.asarray(volume[int(z), ::step, ::step]).ravel() for z in zs])
+
+
+def peak_bytes(n_rows: int, n_cols: int, raw_itemsize: int, volume_shape: tuple[int, int, int],
+               itemsize: int, n_angles: int) -> int:
+    """Peak of the report job: a raw and a corrected projection and sinogram, the slow-axis
+    planes, one strip of the XY plane per block-average and the histogram sample; the
+    figures are drawn from display-sized images (in the base)."""
+    from teravox.report import MAX_DISPLAY_PX
+
+    nz, ny, nx = volume_shape
+    step = max(1, math.ceil(nz / 512))
+    sino = min(n_angles, MAX_SINOGRAM_ANGLES) * n_cols
+    images = n_rows * n_cols * (raw_itemsize + 4) + sino * (raw_itemsize + 4)
+    planes = math.ceil(nz / step) * (ny + nx) * itemsize
+    strip = math.ceil(ny / MAX_DISPLAY_PX) * nx * (itemsize + 4)
+    sample = min(HISTOGRAM_VALUES, nz * ny * nx) * (itemsize + 8)
+    return int(JOB_BASE_BYTES + images + planes + strip + sample)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,10 +141,11 @@ def gather(plan: dict, projections: Path, volume: Path, timings: dict | None = N
     with open_volume(volume) as (vol, prov):
         nz = vol.shape[0]
         step = params.report_slow_axis_step or max(1, math.ceil(nz / 512))
-        xy, xz, yz = orthogonal_slices(vol, step)
-        zs = np.unique(np.linspace(0, nz - 1, min(nz, HISTOGRAM_SLICES)).round().astype(int))
-        sample = np.concatenate([np.asarray(vol[int(z)]).ravel() for z in zs])
+        z0, y0, x0 = nz // 2, vol.shape[1] // 2, vol.shape[2] // 2
+        xz, yz = np.asarray(vol[::step, y0, :]), np.asarray(vol[::step, :, x0])
+        sample = histogram_sample(vol)
         vshape = tuple(int(n) for n in vol.shape)
+    xy = Plane(volume, z0)
     is_int = np.issubdtype(sample.dtype, np.integer)
     lo, hi = (np.percentile(sample, [0.05, 99.95]) if not is_int else (sample.min(), sample.max() + 1))
     hist = np.histogram(sample, bins=256 if not is_int else min(256, int(hi - lo) or 1),
@@ -176,7 +230,11 @@ def run(plan: dict, projections: str | Path | None = None, volume: list[str | Pa
     vol = pick_volume(plan, volume)
     data = gather(plan, proj, vol, timings, Path(shifts) if shifts else None)
     out = output_path(plan, output)
-    write_report(data, out)
+    try:
+        write_report(data, out)
+    finally:
+        if isinstance(data.slice_xy, Plane):
+            data.slice_xy.close()
     return out
 
 

@@ -66,6 +66,22 @@ class BackendBase:
         return not cls.why_absent()
 
 
+class Handover:
+    """Sinograms given to a backend for good: the caller keeps no other reference, and the
+    backend drops them as soon as it no longer needs them (the ``fourier`` backends, once
+    the series of every angle is computed), so that their memory serves the transform."""
+
+    def __init__(self, sinos: np.ndarray):
+        self._sinos: np.ndarray | None = sinos
+
+    def take(self) -> np.ndarray:
+        """The sinograms; the holder forgets them."""
+        if self._sinos is None:
+            raise ValueError("the sinograms were already taken")
+        sinos, self._sinos = self._sinos, None
+        return sinos
+
+
 class LruCache:
     """The last ``size`` values by key, thread-safe: the backends' geometries and plans,
     built once for a stage's many calls with the same angles and centre."""

@@ -14,9 +14,13 @@ series interpolates q band-limitedly, where plain FBP interpolates linearly.
 Per pair of slices (one complex row q₁ + i q₂ carries two real slices: the real and
 imaginary parts of one NUFFT are the two images; this is how the Hermitian symmetry of
 real data halves the work, and it halves the fine-grid FFTs compared with transforming
-ω ≥ 0 half-lines slice by slice):
+ω ≥ 0 half-lines slice by slice).  A slice without a partner (a one-slice call, the
+last of an odd count) is transformed alone on its ω ≥ 0 half-lines and half-circles
+(:class:`~teravox.recon.backends.fourier_layout.Layout`, ``half``): half the NUFFT
+points of a pair, instead of a pair with a zero slice.
 
-1. FFT of the pair's rows zero-padded to L ≥ 2 × columns, times the filter of
+1. FFT of the pair's rows (edge- or zero-padded here when the caller asks for padding:
+   no padded copy of the sinograms is made) zero-padded to L ≥ 2 × columns, times the filter of
    :mod:`teravox.recon.filters` (DFT of the spatial Ram-Lak kernel × window), inverse
    FFT: the linear convolution of each detector row with the ramp kernel, exact at
    every sample of the window of step 2 (L grows when the window reaches past the
@@ -44,12 +48,27 @@ real data halves the work, and it halves the fine-grid FFTs compared with transf
 5. One batched finufft type-1 plan (single precision, n_trans = slice pairs of a batch)
    whose points are set once and cached with the geometry for the next call.
 
+**Tiles** (``tile``: the largest tile side in pixels; the plan sets it from the memory
+budget).  A whole slice needs its n × n image, its fine grid and ~angles × L_w
+coefficients at once: ~43 GiB at 24608² with 24000 angles.  With tiles, step 2 keeps
+the whole slice's series C resampled at 1/1.125 pixel (one row per angle; one real row
+for a single slice), the sinograms are dropped (when handed over, :class:`base.Handover`),
+and each t × t tile is one NUFFT about its own centre: each angle's series is cropped
+around the tile's shadow, tapered, transformed and multiplied by factors built per
+block of angles (the phase of the tile's offset included), then angularly resampled
+for the tile's radius and transformed to t × t; finished tiles go to ``out``.  The
+tile sees exactly the whole slice's series on its shadow, so the tiled slice equals
+the untiled one to ~1e-6 of its range (fourier_layout explains why the series is
+resampled rather than cropped).  The working set is then the resampled series plus
+one tile's points, circles and fine grid: :func:`memory` gives it, :func:`tile_for`
+the largest tile within a budget.
+
 Amplitude: with unit pixel spacing, the Ram-Lak convolution and Σ w_a = π give the
 attenuation coefficient per pixel, as docs/architecture.md asks.
 
-The geometry (:class:`Layout`) is built with numpy; the per-pair steps are written
-against an array namespace ``xp`` and an FFT namespace so that ``fourier_gpu`` runs the
-same code with CuPy.
+The geometry (:mod:`~teravox.recon.backends.fourier_layout`) is built with numpy; the
+per-pair steps are written against an array namespace ``xp`` and an FFT namespace so
+that ``fourier_gpu`` runs the same code with CuPy.
 """
 
 from __future__ import annotations
@@ -57,7 +76,7 @@ from __future__ import annotations
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -66,10 +85,25 @@ import scipy.fft as sfft
 from teravox.errors import ParamError
 from teravox.recon import filters
 from teravox.recon.backends import base
+from teravox.recon.backends.fourier_layout import (
+    Layout,
+    Tile,
+    angle_deviation,
+    bands_for,
+    count_points,
+    exact_radius,
+    layout_bounds,
+    make_layout,
+    phase_factors,
+    place,
+    tile_grid,
+    tile_line,
+    whole_window,
+)
 
-# Extra window samples each side: the series of a cropped row rings near the crop's
-# periodic seam, and the margin keeps that ringing off the pixels.
-_MARGIN_MIN = 8
+__all__ = ["FourierBackend", "Layout", "Memory", "Ops", "clear_cache", "exact_radius", "layout_bounds",
+           "make_layout", "memory", "reconstruct", "resample_low", "spectra_block", "tile_for", "angle_deviation"]
+
 # Projection rows per task of steps 1-3: the working row buffers (complex, padded
 # length) stay a few MiB, so they live in cache, and threads share out the blocks.
 _ANGLE_BLOCK = 128
@@ -77,254 +111,17 @@ _ANGLE_BLOCK = 128
 _BATCH_BYTES = 512 * 2**20
 _MAX_PAIRS = 2  # measured: 4 pairs per execute save ~1 % more time than 2, at 2× the buffers
 # Geometries (points, factors, plans) kept between calls: a stage calls reconstruct
-# once per subchunk with the same angles and centre.
-_CACHE_SIZE = 1
-# Angular resampling: stop where it would keep more than this share of the points, and
-# treat angles as equally spaced while that moves no pixel's phase by more than this
-# (radians) at the top of the resampled band.
-_RESAMPLE_MAX_SHARE = 0.9
+# once per subchunk with the same angles and centre; one layout for pairs, one for a
+# single slice.
+_CACHE_SIZE = 2
 RESAMPLE = True  # switch for tests and measurements: False keeps every polar sample
-_UNIFORM_PHASE_TOL = 1e-3
-
-
-def _even_fast_len(target: int) -> int:
-    """Smallest even 5-smooth length ≥ target (pocketfft runs lengths with factors 7 or
-    11 up to 25 % slower, measured at 2178 vs 2160 and 4312 vs 4320)."""
-    length = sfft.next_fast_len(max(2, target), real=True)
-    while length % 2:
-        length = sfft.next_fast_len(length + 1, real=True)
-    return length
-
-
-def _margin(n: int) -> int:
-    return max(_MARGIN_MIN, n // 64)
-
-
-def exact_radius(n: int, columns: int, center: float,
-                 measured: tuple[int, int] | None = None) -> float:
-    """Radius (pixels from the axis) within which the slice is computed exactly.
-
-    The n × n square reaches (n − 1)/√2; the detector reaches no farther from the axis
-    than its farthest edge.  Beyond that edge no ray of any angle was measured, so the
-    backend computes up to the edge plus a margin and sets what lies farther to 0
-    (at n = columns that spares the corners a third of the NUFFT points).
-    """
-    lo, hi = measured if measured is not None else (0, columns)  # padding measures nothing
-    reach = max(center - lo + 0.5, hi - 0.5 - center)
-    return min((n - 1) / math.sqrt(2), reach + _margin(n))
-
-
-def _pad_len(columns: int, win_start: int, win_len: int) -> int:
-    """Length L of the filtering FFT: the circular convolution over L equals the linear
-    one (detector samples × the ramp kernel) at every window sample when no lag between
-    a window sample and a detector column exceeds L/2 — at least 2 × columns, more
-    when the window reaches past the detector."""
-    lag = max(columns - 1, win_start + win_len - 1, columns - 1 - win_start)
-    return _even_fast_len(2 * lag + 2)
-
-
-def _window_len(radius: float, n: int) -> int:
-    half = math.ceil(radius) + _margin(n)
-    return _even_fast_len(2 * half + 2)
-
-
-def layout_bounds(n_angles: int, columns: int, n: int) -> tuple[int, int, int]:
-    """Upper bounds on (pad_len, win_len, n_points) of any :func:`make_layout` for these
-    sizes with the centre on the detector (0 ≤ center ≤ columns), for memory planning
-    before the centre is known."""
-    win_len = _window_len((n - 1) / math.sqrt(2), n)
-    pad_len = max(_pad_len(columns, int(math.floor(c)) - win_len // 2, win_len) for c in (0, columns))
-    # left + right blocks hold ≤ win_len + 2 − k_lo − k_split samples per angle; the
-    # resampled bands replace 2·angles samples per |k| < k_split by fewer nodes.
-    return pad_len, win_len, n_angles * (win_len + 1) + 1
-
-
-@dataclass
-class Layout:
-    """What depends on the geometry but not on the data (numpy arrays on the host).
-
-    Frequencies k are integers, ω = k / win_len cycles/pixel.  The coefficient vector of
-    one slice pair holds, in this order: the ``left`` block (angles × k in
-    [−L_w/2, −k_lo]), the ``right`` block (angles × k in [k_split, L_w/2]), then each
-    resampled band (nodes × |k| in [k0, k1)), then the DC point.  ``k_lo = max(k_split,
-    1)``; with ``k_split = 0`` nothing is resampled and k = 0 sits in ``right``.
-
-    The resampled frequencies 0 < |k| < k_split are first gathered on circles: row j of
-    the (2·angles, k_split − 1) circle array is the direction θ₀ + jπ/angles, so angle a
-    puts +k in row ``top[a]`` and −k in row ``bottom[a]`` (swapped for θ in an odd
-    half-turn, whose +k points the other way).
-    """
-
-    n_angles: int
-    columns: int
-    n: int
-    center: float
-    pad_len: int            # L, even: length of the filtering FFT
-    win_len: int            # L_w, even: samples per polar line
-    win_start: int          # detector column of window sample 0 (may be < 0)
-    k_split: int            # |k| < k_split is angularly resampled (0: none)
-    filt: np.ndarray        # float32 (L,): filter on the FFT bins of the padded row
-    f_left: np.ndarray      # complex64 (angles, L_w/2 − k_lo + 1)
-    f_right: np.ndarray     # complex64 (angles, L_w/2 − k_split + 1)
-    f_plus: np.ndarray      # complex64 (angles, k_split − 1): k = 1 … k_split − 1
-    f_minus: np.ndarray     # complex64 (angles, k_split − 1): k = −1 … −(k_split − 1)
-    f_dc: np.ndarray        # complex64 (angles,): k = 0 (when k_split > 0)
-    top: np.ndarray         # int64 (angles,): circle row of +k
-    bottom: np.ndarray      # int64 (angles,): circle row of −k
-    sorted_rows: bool       # top = arange, bottom = arange + angles (slices suffice)
-    bands: list[tuple[int, int, int]] = field(default_factory=list)  # (k0, k1, nodes)
-    x: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
-    y: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
-    mask: np.ndarray | None = None  # float32 (n, n): 1 within the exact radius, else 0
-
-    @property
-    def n_points(self) -> int:
-        return int(self.x.size)
-
-    @property
-    def k_lo(self) -> int:
-        return max(self.k_split, 1)
-
-    def offsets(self) -> dict[str, Any]:
-        """Start of each block in the coefficient vector."""
-        m = self.n_angles
-        left = m * self.f_left.shape[1]
-        right = left + m * self.f_right.shape[1]
-        bands, pos = [], right
-        for k0, k1, nodes in self.bands:
-            bands.append(pos)
-            pos += nodes * (k1 - k0)
-        return {"left": 0, "right": left, "bands": bands, "dc": pos, "end": pos + (self.k_split > 0)}
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The arrays the per-pair steps read (moved to the device by the GPU backend)."""
-        return {"filt": self.filt, "f_left": self.f_left, "f_right": self.f_right,
-                "f_plus": self.f_plus, "f_minus": self.f_minus, "f_dc": self.f_dc,
-                "top": self.top, "bottom": self.bottom}
-
-
-def _circle_order(theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, float]:
-    """How far the folded angles are from equal spacing over [0, π) (radians, inf when
-    they cannot be), their circle order, their half-turn flips, and θ₀."""
-    m = theta.size
-    turns = np.floor(theta / np.pi)
-    folded = theta - turns * np.pi
-    order = np.argsort(folded, kind="stable")
-    flip = (turns.astype(np.int64) % 2) == 1
-    if m < 8:
-        return math.inf, order, flip, 0.0
-    expected = folded[order[0]] + np.pi / m * np.arange(m)
-    return float(np.max(np.abs(folded[order] - expected))), order, flip, float(folded[order[0]])
-
-
-def _nodes_needed(k: np.ndarray, win_len: int, radius: float) -> np.ndarray:
-    """Circle nodes K(k) that represent the angular harmonics at |k| of every NUFFT mode
-    within ``radius`` (pixels) exactly.
-
-    The exponential of a mode at radius r has harmonics J_m(2π|ω| r); beyond
-    m = z = 2π|ω| r_max they fall off like an Airy function, below 1e-6 by
-    m ≈ z + 6 z^(1/3); 8 more for safety.  K/2 must exceed that.
-    """
-    z = 2 * np.pi * np.abs(k) / win_len * radius
-    return 2 * np.ceil(z + 6 * np.cbrt(z) + 8).astype(np.int64) + 2
-
-
-def _plan_bands(n_angles: int, win_len: int, radius: float) -> tuple[int, list[tuple[int, int, int]]]:
-    """k_split and the resampled bands (k0, k1, nodes) for a uniform angle set whose
-    modes must be exact within ``radius`` pixels."""
-    circle = 2 * n_angles
-    ks = np.arange(1, win_len // 2)
-    need = _nodes_needed(ks, win_len, radius)
-    useful = need <= _RESAMPLE_MAX_SHARE * circle
-    if ks.size == 0 or not useful[0]:
-        return 0, []
-    k_split = int(ks[np.argmin(useful)]) if not useful.all() else win_len // 2
-    bands: list[tuple[int, int, int]] = []
-    k0 = 1
-    while k0 < k_split:
-        # A band shares one node count; let it grow by ~6 % so that there are few
-        # bands (one FFT call each) and little waste.
-        nodes = min(_even_fast_len(int(need[k0 - 1] * 1.06) + 2), circle)
-        k1 = k0
-        while k1 < k_split and need[k1 - 1] <= nodes:
-            k1 += 1
-        bands.append((k0, k1, nodes))
-        k0 = k1
-    return k_split, bands
-
-
-def make_layout(theta: np.ndarray, columns: int, center: float, n: int,
-                filter_name: str, resample: bool = True,
-                measured: tuple[int, int] | None = None) -> Layout:
-    """Precompute the filter, the window, the polar points and their factors.
-
-    ``measured``: the [first, stop) columns that hold data rather than padding."""
-    m = theta.size
-    radius = exact_radius(n, columns, center, measured)
-    win_len = _window_len(radius, n)
-    win_start = int(math.floor(center)) - win_len // 2
-    pad_len = _pad_len(columns, win_start, win_len)
-    half_spec = filters.rfft_filter(filter_name, pad_len)
-    kk = np.arange(pad_len)
-    filt = half_spec[np.minimum(kk, pad_len - kk)].astype(np.float32)  # even, full length
-
-    deviation, order, flip, theta0 = _circle_order(theta)
-    # Integer NUFFT modes sit up to √2/2 px from the pixels of an even grid.
-    mode_radius = min(n / math.sqrt(2), radius + 1)
-    k_split, bands = (_plan_bands(m, win_len, mode_radius) if (resample and deviation < math.inf)
-                      else (0, []))
-    # Resampling treats the angles as exactly equal steps.  A deviation ε (angles read
-    # as float32 degrees, encoder jitter) then shifts the phase of a mode at radius r by
-    # up to 2π·|ω|·r·ε in the resampled band; above the tolerance the angles are used
-    # as they are, with every polar sample.
-    if k_split and deviation * 2 * np.pi * (k_split / win_len) * mode_radius > _UNIFORM_PHASE_TOL:
-        k_split, bands = 0, []
-    rank = np.empty(m, dtype=np.int64)
-    rank[order] = np.arange(m)
-    top = np.where(flip, rank + m, rank)
-    bottom = np.where(flip, rank, rank + m)
-
-    weights = base.angle_weights(theta)
-    cos_t, sin_t = np.cos(theta), np.sin(theta)
-    # Pixel ix sits at ix − (n−1)/2 = (mode ix − n//2) + delta; finufft's modes are
-    # integers, so an even grid needs a half-pixel phase on every point.
-    delta = n // 2 - (n - 1) / 2
-
-    def factor(k: np.ndarray) -> np.ndarray:
-        omega = 2 * np.pi * k / win_len
-        amp = np.where(np.abs(k) == win_len // 2, 0.5, 1.0)  # split Nyquist bin
-        phase = omega * (center - win_start)                  # axis at s = 0
-        shift = delta * omega[None, :] * (cos_t + sin_t)[:, None]
-        return ((weights[:, None] * (amp / win_len)[None, :])
-                * np.exp(1j * (phase[None, :] + shift))).astype(np.complex64)
-
-    k_lo = max(k_split, 1)
-    k_left = np.arange(-win_len // 2, -k_lo + 1)
-    k_right = np.arange(k_split, win_len // 2 + 1)
-    k_plus = np.arange(1, k_split) if k_split else np.empty(0, np.int64)
-    xs, ys = [], []
-    for k in (k_left, k_right):
-        omega = 2 * np.pi * k / win_len
-        xs.append((omega[None, :] * cos_t[:, None]).astype(np.float32).ravel())
-        ys.append((omega[None, :] * sin_t[:, None]).astype(np.float32).ravel())
-    for k0, k1, nodes in bands:
-        phi = theta0 + 2 * np.pi * np.arange(nodes) / nodes
-        omega = 2 * np.pi * np.arange(k0, k1) / win_len
-        xs.append((np.cos(phi)[:, None] * omega[None, :]).astype(np.float32).ravel())
-        ys.append((np.sin(phi)[:, None] * omega[None, :]).astype(np.float32).ravel())
-    if k_split:
-        xs.append(np.zeros(1, np.float32))
-        ys.append(np.zeros(1, np.float32))
-    mask = None
-    if radius < (n - 1) / math.sqrt(2):  # the corners lie beyond the detector's reach
-        yy, xx = np.ogrid[:n, :n]
-        half = (n - 1) / 2
-        mask = (np.hypot(xx - half, yy - half) <= radius).astype(np.float32)
-    return Layout(m, columns, n, center, pad_len, win_len, win_start, k_split, filt,
-                  factor(k_left), factor(k_right), factor(k_plus), factor(-k_plus),
-                  factor(np.zeros(1))[:, 0] if k_split else np.empty(0, np.complex64),
-                  top, bottom, bool(np.array_equal(top, np.arange(m)) and not flip.any()),
-                  bands, np.concatenate(xs), np.concatenate(ys), mask)
+# A tile's border lies inside the object, where finufft's deconvolution at σ = 1.25
+# amplifies single-precision rounding at the edges of the mode range (2e-4 of the range
+# at a 128² tile's border, measured); at σ = 2 the error is uniform, 4e-6.
+TILE_UPSAMPFAC = 2.0
+MIN_TILE = 256  # smaller tiles spend more on their tapered margins than on pixels
+CALL_BYTES = 12 * 2**20  # a call's threads, small arrays and finufft's plan (measured at 1024²)
+PAD_MODES = ("edge", "zero")
 
 
 # -- the per-pair steps, written for numpy and CuPy alike ------------------------------
@@ -344,60 +141,185 @@ class Ops:
         return self._fft.ifft(a, axis=axis, overwrite_x=overwrite, **self._kw())
 
 
-def spectra_block(ops: Ops, lay: Layout, arrs: dict[str, Any], pair: Any, a0: int, a1: int,
-                  zbuf: Any, vec: Any, circle: Any, dc: Any) -> None:
-    """Steps 1-3 for angles [a0, a1) of one slice pair.
+class Scratch:
+    """Per-thread work buffers of one phase of a call, freed with it."""
 
-    ``pair`` (2, angles, columns) float32 on the namespace's device (the second slice may
-    be zeros); ``arrs`` = :meth:`Layout.arrays` on that device; ``zbuf`` a complex64
-    scratch of at least (a1 − a0, L).  Coefficients go to the blocks of ``vec``; those
-    with 0 < |k| < k_split to the rows of ``circle`` (2·angles, k_split − 1) and those at
-    k = 0 to ``dc`` (angles,).
-    """
-    xp = ops.xp
-    L, Lw, cols = lay.pad_len, lay.win_len, lay.columns
-    na = a1 - a0
-    z = zbuf[:na, :L]
-    z.real[:, :cols] = pair[0, a0:a1]
-    z.imag[:, :cols] = pair[1, a0:a1]
-    z[:, cols:] = 0
+    def __init__(self) -> None:
+        self._bufs: dict[tuple[int, str], np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, length: int, dtype: Any = np.complex64) -> np.ndarray:
+        """This thread's (angle block, length) buffer called ``name``."""
+        key = (threading.get_ident(), name)
+        with self._lock:
+            buf = self._bufs.get(key)
+        if buf is None:
+            buf = np.empty((_ANGLE_BLOCK, length), dtype=dtype)
+            with self._lock:
+                self._bufs[key] = buf
+        return buf
+
+
+def filtered_rows(ops: Ops, lay: Layout, arrs: dict[str, Any], pair: Any, a0: int, a1: int,
+                  zbuf: Any) -> Any:
+    """Step 1 for angles [a0, a1): rows of ``pair`` (1 or 2, angles, data columns) as one
+    complex row (slice 0 real, slice 1 imaginary), padded as the layout says, convolved
+    with the filter kernel; complex64 (a1 − a0, L) in ``zbuf``'s memory."""
+    L, w, cols = lay.pad_len, lay.pad_width, pair.shape[2]
+    z = zbuf[: a1 - a0, :L]
+    z.real[:, w:w + cols] = pair[0, a0:a1]
+    if pair.shape[0] > 1:
+        z.imag[:, w:w + cols] = pair[1, a0:a1]
+    else:
+        z.imag[:, w:w + cols] = 0
+    if w and lay.pad_mode == "edge":  # as sinogram.pad: the outermost column repeated
+        z[:, :w] = z[:, w:w + 1]
+        z[:, w + cols: 2 * w + cols] = z[:, w + cols - 1: w + cols]
+    else:
+        z[:, :w] = 0
+        z[:, w + cols: 2 * w + cols] = 0
+    z[:, 2 * w + cols:] = 0
     z = ops.fft(z, overwrite=True)
     z *= arrs["filt"]
-    z = ops.ifft(z, overwrite=True)
+    return ops.ifft(z, overwrite=True)
+
+
+def _window_spectra(ops: Ops, lay: Layout, z: Any) -> Any:
+    """Step 2: the L_w window around the axis of filtered rows ``z``, and its FFT."""
+    L, Lw = lay.pad_len, lay.win_len
     start = lay.win_start % L
     if start + Lw <= L:
         w = z[:, start:start + Lw]
     else:  # the window wraps around the period of the padded row
-        w = xp.concatenate([z[:, start:], z[:, : Lw - (L - start)]], axis=1)
-    spec = ops.fft(w, overwrite=True)  # fftfreq order: k = 0 … Lw/2−1, −Lw/2 … −1
-    m, h = lay.n_angles, Lw // 2
-    k_lo, ks = lay.k_lo, lay.k_split
+        w = ops.xp.concatenate([z[:, start:], z[:, : Lw - (L - start)]], axis=1)
+    return ops.fft(w, overwrite=True)  # fftfreq order: k = 0 … Lw/2−1, −Lw/2 … −1
+
+
+def put_spectra(xp: Any, lay: Layout, arrs: dict[str, Any], spec: Any, a0: int, a1: int,
+                vec: Any, circle: Any, dc: Any) -> None:
+    """Step 3: polar-line spectra ``spec`` (a1 − a0, N; fftfreq order) times their factors,
+    into the blocks of ``vec``; 0 < |k| < k_split into the rows of ``circle``
+    (2·angles, k_split − 1) and k = 0 into ``dc`` (angles,).
+
+    With cached factors (the whole slice) each block is multiplied into place; without
+    (tiles), ``spec`` must already carry them (:func:`apply_factors`) and is copied."""
+    m, N = lay.n_angles, lay.crop_len
+    ks, k_lo, k_max = lay.k_split, lay.k_lo, lay.k_max
     off = lay.offsets()
-    nl, nr = lay.f_left.shape[1], lay.f_right.shape[1]
-    left = vec[off["left"]: off["right"]].reshape(m, nl)
-    right = vec[off["right"]: off["right"] + m * nr].reshape(m, nr)
-    xp.multiply(spec[:, h: Lw - k_lo + 1], arrs["f_left"][a0:a1], out=left[a0:a1])
-    xp.multiply(spec[:, ks:h], arrs["f_right"][a0:a1, : nr - 1], out=right[a0:a1, : nr - 1])
-    xp.multiply(spec[:, h], arrs["f_right"][a0:a1, nr - 1], out=right[a0:a1, nr - 1])
+    cached = lay.factors is not None
+
+    def put(src: Any, name: str, dst: Any) -> None:
+        if cached:
+            xp.multiply(src, arrs[name][a0:a1], out=dst)
+        else:
+            dst[...] = src
+
+    if not lay.half and k_max >= k_lo:
+        left = vec[off["left"]: off["right"]].reshape(m, k_max - k_lo + 1)
+        put(spec[:, N - k_max: N - k_lo + 1], "f_left", left[a0:a1])
+    if k_max >= ks:
+        nr = k_max - ks + 1
+        right = vec[off["right"]: off["right"] + m * nr].reshape(m, nr)
+        put(spec[:, ks: k_max + 1], "f_right", right[a0:a1])
+        if lay.half and not cached:  # the k ≥ 0 half of a real slice counts twice (DC once)
+            right[a0:a1, int(ks == 0):] *= 2
     if not ks:
         return
-    xp.multiply(spec[:, 0], arrs["f_dc"][a0:a1], out=dc[a0:a1])
+    put(spec[:, 0], "f_dc", dc[a0:a1])
     if ks < 2:
         return
-    plus, minus = spec[:, 1:ks], spec[:, Lw - 1: Lw - ks: -1]  # k = 1 … and −1 …
+    plus, minus = spec[:, 1:ks], spec[:, N - 1: N - ks: -1]  # k = 1 … and −1 …
     if lay.sorted_rows:  # the usual case: angles in order within one half-turn
-        xp.multiply(plus, arrs["f_plus"][a0:a1], out=circle[a0:a1])
-        xp.multiply(minus, arrs["f_minus"][a0:a1], out=circle[m + a0: m + a1])
-    else:
+        put(plus, "f_plus", circle[a0:a1])
+        put(minus, "f_minus", circle[m + a0: m + a1])
+    elif cached:
         circle[arrs["top"][a0:a1]] = plus * arrs["f_plus"][a0:a1]
         circle[arrs["bottom"][a0:a1]] = minus * arrs["f_minus"][a0:a1]
+    else:
+        circle[arrs["top"][a0:a1]] = plus
+        circle[arrs["bottom"][a0:a1]] = minus
+
+
+def spectra_block(ops: Ops, lay: Layout, arrs: dict[str, Any], pair: Any, a0: int, a1: int,
+                  zbuf: Any, vec: Any, circle: Any, dc: Any) -> None:
+    """Steps 1-3 of the whole slice for angles [a0, a1) of one slice pair (or one slice
+    with a ``half`` layout).
+
+    ``pair`` (2 or 1, angles, data columns) float32 on the namespace's device; ``arrs`` =
+    :meth:`Layout.arrays` on that device; ``zbuf`` a complex64 scratch of at least
+    (a1 − a0, L).  See :func:`put_spectra` for ``vec``, ``circle`` and ``dc``.
+    """
+    z = filtered_rows(ops, lay, arrs, pair, a0, a1, zbuf)
+    put_spectra(ops.xp, lay, arrs, _window_spectra(ops, lay, z), a0, a1, vec, circle, dc)
+
+
+def line_block(ops: Ops, lay: Layout, arrs: dict[str, Any], pair: Any, a0: int, a1: int,
+               zbuf: Any, ubuf: Any, line: Any) -> None:
+    """Steps 1-2 for tiles, angles [a0, a1): the whole slice's series of each row
+    resampled at spacing L_w / L_u (zero-padding its spectrum, the Nyquist bin split),
+    into ``line`` (angles, L_u): complex64 for a pair, float32 for one slice."""
+    spec = _window_spectra(ops, lay, filtered_rows(ops, lay, arrs, pair, a0, a1, zbuf))
+    Lw, Lu, h = lay.win_len, lay.line_len, lay.win_len // 2
+    up = ubuf[: a1 - a0, :Lu]
+    up[:, :h] = spec[:, :h]
+    up[:, h + 1: Lu - h] = 0
+    up[:, Lu - h + 1:] = spec[:, h + 1:]
+    up[:, h] = spec[:, h] * 0.5
+    up[:, Lu - h] = up[:, h]
+    g = ops.ifft(up, overwrite=True)
+    scale = np.float32(Lu / Lw)  # ifft divides by L_u, the series by L_w
+    if line.dtype.kind == "c":
+        ops.xp.multiply(g, scale, out=line[a0:a1])
+    else:
+        ops.xp.multiply(g.real, scale, out=line[a0:a1])
+
+
+def _crop(line: np.ndarray, starts: np.ndarray, a0: int, out: np.ndarray) -> None:
+    """out[i] = line[a0 + i, starts[i] : starts[i] + N], the series read periodically."""
+    length, crop = line.shape[1], out.shape[1]
+    for i, start in enumerate(starts.tolist()):
+        pos, start = 0, start % length
+        while pos < crop:  # a crop longer than the series wraps more than once
+            take = min(crop - pos, length - start)
+            out[i, pos:pos + take] = line[a0 + i, start:start + take]
+            pos, start = pos + take, 0
+
+
+def apply_factors(lay: Layout, arrs: dict[str, Any], spec: np.ndarray, a0: int, a1: int,
+                  phase: np.ndarray, fac: np.ndarray) -> None:
+    """spec *= c_ak / FFT[k] of fourier_layout's docstring, for every k of a tile's
+    polar lines (fftfreq order), built here per block of angles; ``phase`` (float32) and
+    ``fac`` (complex64) are scratch of spec's shape."""
+    N = lay.crop_len
+    phase_factors(arrs["frac"][a0:a1], np.fft.fftfreq(N, 1 / N), lay.period, phase, fac)
+    spec *= fac
+    sign = np.where(np.arange(N) % 2 == 0, np.float32(1), np.float32(-1))  # (−1)^k: N is even
+    np.multiply(arrs["weights"][a0:a1, None] / np.float32(N), sign, out=phase)
+    spec *= phase
+
+
+def tile_spectra_block(ops: Ops, lay: Layout, arrs: dict[str, Any], line: np.ndarray, a0: int, a1: int,
+                       vec: np.ndarray, circle: np.ndarray, dc: np.ndarray, scratch: Scratch) -> None:
+    """Step 3 of a tile, angles [a0, a1) (CPU): each series cropped around the tile's
+    shadow, tapered, transformed and multiplied by its factors, into the coefficient
+    blocks (see :func:`put_spectra`)."""
+    na, N = a1 - a0, lay.crop_len
+    crop = scratch.get("crop", N)[:na]
+    _crop(line, arrs["crop_start"][a0:a1], a0, crop)
+    crop *= arrs["taper"]
+    spec = ops.fft(crop, overwrite=True)
+    fac = scratch.get("fac", N)[:na]
+    phase = scratch.get("phase", N, np.float32)[:na]
+    apply_factors(lay, arrs, spec, a0, a1, phase, fac)
+    put_spectra(np, lay, arrs, spec, a0, a1, vec, circle, dc)
 
 
 def resample_low(ops: Ops, lay: Layout, circle: Any, dc: Any, vec: Any) -> None:
     """Step 4: low-pass the circles 0 < |k| < k_split to K harmonics and resample them.
 
     ``circle`` (2·angles, k_split − 1) is overwritten.  Band (k0, k1, K) becomes K nodes
-    × (k1 − k0) radii, node-major, in ``vec``; the DC point gets the sum of ``dc``.
+    × (k1 − k0) radii, node-major, in ``vec`` (the first K/2 nodes, doubled, for one
+    real slice); the DC point gets the sum of ``dc``.
     """
     ks = lay.k_split
     if not ks:
@@ -410,22 +332,47 @@ def resample_low(ops: Ops, lay: Layout, circle: Any, dc: Any, vec: Any) -> None:
     p = 2 * lay.n_angles
     for (k0, k1, nodes), start in zip(lay.bands, off["bands"], strict=True):
         cols = slice(k0 - 1, k1 - 1)
-        out = vec[start: start + nodes * (k1 - k0)].reshape(nodes, k1 - k0)
+        kept = nodes // 2 if lay.half else nodes
+        out = vec[start: start + kept * (k1 - k0)].reshape(kept, k1 - k0)
         if nodes >= p:  # no reduction: back to the circle's own nodes
-            out[...] = ops.ifft(spec[:, cols], axis=0)
-            continue
-        keep = nodes // 2 - 1  # harmonics |m| ≤ keep; the Nyquist harmonic is dropped
-        out[: keep + 1] = spec[: keep + 1, cols]
-        out[keep + 1: nodes - keep] = 0
-        out[nodes - keep:] = spec[p - keep:, cols]
-        # ifft's 1/K is the node weight ratio (2π/K)/(2π/2·angles) times the forward
-        # transform's missing 1/(2·angles).
-        res = ops.ifft(out, axis=0, overwrite=True)
-        if res is not out:
+            res = ops.ifft(spec[:, cols], axis=0)
+        else:
+            keep = nodes // 2 - 1  # harmonics |m| ≤ keep; the Nyquist harmonic is dropped
+            low = out if not lay.half else ops.xp.empty((nodes, k1 - k0), out.dtype)
+            low[: keep + 1] = spec[: keep + 1, cols]
+            low[keep + 1: nodes - keep] = 0
+            low[nodes - keep:] = spec[p - keep:, cols]
+            # ifft's 1/K is the node weight ratio (2π/K)/(2π/2·angles) times the forward
+            # transform's missing 1/(2·angles).
+            res = ops.ifft(low, axis=0, overwrite=True)
+        if lay.half:
+            ops.xp.multiply(res[:kept], 2, out=out)
+        elif res is not out:
             out[...] = res
 
 
 # -- CPU driver ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Geometry:
+    """One call's geometry, as the backend sees it (virtual padding included)."""
+
+    theta: np.ndarray
+    columns: int
+    center: float
+    n: int
+    filter_name: str
+    measured: tuple[int, int] | None
+    pad: tuple[int, str] | None
+
+    def key(self, *extra: Any) -> tuple:
+        return (self.theta.tobytes(), self.columns, self.center, self.n, self.filter_name, RESAMPLE,
+                self.measured, self.pad, *extra)
+
+    def layout(self, **kw: Any) -> Layout:
+        return make_layout(self.theta, self.columns, self.center, self.n, self.filter_name, RESAMPLE,
+                           self.measured, pad=self.pad, **kw)
+
+
 class _Cached:
     """A layout, its device-free arrays and its finufft plan, guarded by a lock."""
 
@@ -440,11 +387,8 @@ class _Cached:
 _cache = base.LruCache(_CACHE_SIZE)
 
 
-def _cached_layout(theta: np.ndarray, columns: int, center: float, n: int,
-                   filter_name: str, measured: tuple[int, int] | None = None) -> _Cached:
-    key = (theta.tobytes(), columns, center, n, filter_name, RESAMPLE, measured)
-    return _cache.get(key, lambda: _Cached(make_layout(theta, columns, center, n, filter_name, RESAMPLE,
-                                                       measured)))
+def _cached_layout(geo: Geometry, half: bool) -> _Cached:
+    return _cache.get(geo.key(half), lambda: _Cached(geo.layout(half=half)))
 
 
 def clear_cache() -> None:
@@ -452,8 +396,29 @@ def clear_cache() -> None:
     _cache.clear()
 
 
+def fine_len(n: int, upsampfac: float) -> int:
+    """finufft's fine-grid side for n modes: the smallest even 2,3,5-smooth ≥ σ·n."""
+    target = max(2 * math.ceil(upsampfac * n / 2), 16)
+    while True:
+        m = target
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return target
+        target += 2
+
+
 def _fine_grid_bytes(n: int, upsampfac: float) -> int:
-    return (math.ceil(upsampfac * n) + 16) ** 2 * 8
+    return fine_len(n, upsampfac) ** 2 * 8
+
+
+def _execute_bytes(n: int, upsampfac: float) -> int:
+    """What one finufft execute allocates for a slice pair: its fine grid, and the
+    spreaders' and the FFT's buffers (measured in jobs: a fifth of the grid more, 4 MiB
+    at a 2560² grid, 27 MiB at 4096²)."""
+    grid = _fine_grid_bytes(n, upsampfac)
+    return grid + grid // 5
 
 
 def pairs_per_batch(n_points: int, n: int, n_pairs: int, upsampfac: float) -> int:
@@ -464,24 +429,6 @@ def pairs_per_batch(n_points: int, n: int, n_pairs: int, upsampfac: float) -> in
     while n_pairs % batch:
         batch -= 1
     return batch
-
-
-def workspace_bytes(n_angles: int, columns: int, n: int, slices: int,
-                    upsampfac: float = 1.25, threads: int = 1) -> int:
-    """Rough peak bytes of one call besides its input and output (for memory planning).
-
-    Counts the cached geometry (points, factors, finufft's sort index), one batch of
-    coefficients, fine grids and complex images, and the per-thread row buffers.
-    """
-    win = _window_len((n - 1) / math.sqrt(2), n)
-    pad = _pad_len(columns, columns // 2 - win // 2, win)
-    points = n_angles * (win + 1)  # upper bound: without angular resampling
-    cached = points * (4 + 4 + 8 + 8)
-    pairs = pairs_per_batch(points, n, (slices + 1) // 2, upsampfac)
-    batch = pairs * (points * 8 + _fine_grid_bytes(n, upsampfac) + n * n * 8)
-    low = n_angles * win * 8  # circle scratch of the resampling (≤ 2·angles × win/2)
-    rows = max(1, threads) * _ANGLE_BLOCK * (pad + win) * 8
-    return int(cached + batch + low + rows)
 
 
 def check_nufft_params(eps: float, upsampfac: float) -> None:
@@ -501,91 +448,324 @@ def check_common(filter_name: str, eps: float, upsampfac: float, algorithm: str,
                          "(it computes filtered backprojection: fbp)")
 
 
-def _plan(entry: _Cached, n_trans: int, eps: float, upsampfac: float, threads: int) -> Any:
+def geometry(data_shape: tuple[int, ...], theta: np.ndarray, center: float, n: int, filter_name: str,
+             measured: tuple[int, int] | None, pad: tuple[int, str] | None) -> Geometry:
+    """The geometry the backend sees for (slices, angles, columns) data padded by ``pad``
+    = (width each side, "edge" | "zero"): centre and measured columns move by the width;
+    padding measures nothing."""
+    width, mode = pad if pad else (0, "edge")
+    if width < 0 or mode not in PAD_MODES:
+        raise ParamError(f"pad: expected (width ≥ 0, one of {', '.join(PAD_MODES)}), got {pad!r}")
+    cols = int(data_shape[2])
+    if measured is not None:
+        measured = (int(measured[0]) + width, int(measured[1]) + width)
+    elif width:
+        measured = (width, width + cols)
+    return Geometry(theta, cols + 2 * width, center + width, n, filter_name, measured,
+                    (int(width), mode) if width else None)
+
+
+def _new_plan(shape: tuple[int, int], n_trans: int, eps: float, upsampfac: float, threads: int,
+              lay: Layout) -> Any:
     import finufft
 
+    plan = finufft.Plan(1, shape, n_trans=n_trans, eps=eps, isign=1, dtype="complex64",
+                        nthreads=threads, upsampfac=upsampfac, showwarn=0)
+    # finufft's first coordinate indexes the first output axis: y, x gives img[iy, ix].
+    plan.setpts(lay.y, lay.x)
+    return plan
+
+
+def _plan(entry: _Cached, n_trans: int, eps: float, upsampfac: float, threads: int) -> Any:
     key = (n_trans, eps, upsampfac, threads)
     if entry.plan_key != key:
         lay = entry.layout
         entry.plan = None  # free the old plan's sorted points first
-        plan = finufft.Plan(1, (lay.n, lay.n), n_trans=n_trans, eps=eps, isign=1,
-                            dtype="complex64", nthreads=threads, upsampfac=upsampfac,
-                            showwarn=0)
-        # finufft's first coordinate indexes the first output axis: y, x gives img[iy, ix].
-        plan.setpts(lay.y, lay.x)
-        entry.plan, entry.plan_key = plan, key
+        entry.plan = _new_plan((lay.n, lay.n), n_trans, eps, upsampfac, threads, lay)
+        entry.plan_key = key
     return entry.plan
 
 
-_local = threading.local()
+def _blocks(m: int) -> list[tuple[int, int]]:
+    return [(a, min(a + _ANGLE_BLOCK, m)) for a in range(0, m, _ANGLE_BLOCK)]
 
 
-def _row_buffer(rows: int, length: int) -> np.ndarray:
-    """A per-thread complex64 scratch of at least (rows, length), reused across calls."""
-    buf = getattr(_local, "buf", None)
-    if buf is None or buf.shape[0] < rows or buf.shape[1] != length:
-        buf = np.empty((rows, length), dtype=np.complex64)
-        _local.buf = buf
-    return buf
+def _emit(out: Any, s: int, tile: Tile, image: np.ndarray, reach: np.ndarray | None,
+          buf: np.ndarray | None = None) -> None:
+    """Write one slice's tile (a real or imaginary part of a NUFFT image) to ``out``,
+    zero beyond the detector's reach (``reach``: per row the columns within it);
+    ``buf``: a float32 scratch of the tile's shape when ``out`` is not an array."""
+    region = (s, slice(tile.y0, tile.y1), slice(tile.x0, tile.x1))
+    dst = out[region] if isinstance(out, np.ndarray) else (buf if buf is not None else
+                                                           np.empty(image.shape, np.float32))
+    dst[...] = image
+    if reach is not None:
+        for row, (lo, hi) in zip(dst, reach.tolist(), strict=True):
+            row[:lo] = 0
+            row[hi:] = 0
+    if not isinstance(out, np.ndarray):
+        out[region] = dst
 
 
-def reconstruct(sinos: np.ndarray, theta: np.ndarray, center: float, *, n: int | None = None,
-                filter_name: str = "ramp", threads: int = 0, eps: float = 1e-6,
-                upsampfac: float = 1.25, algorithm: str = "fbp",
-                measured: tuple[int, int] | None = None) -> np.ndarray:
+def _circle_buffers(lay: Layout) -> tuple[np.ndarray, np.ndarray]:
+    circle = np.empty((2 * lay.n_angles, max(0, lay.k_split - 1)), dtype=np.complex64)
+    return circle, np.empty(lay.n_angles if lay.k_split else 0, dtype=np.complex64)
+
+
+def _whole(data: np.ndarray, geo: Geometry, out: Any, eps: float, upsampfac: float, workers: int) -> None:
+    """Untiled: slice pairs in batches of one cached NUFFT plan; an odd last slice alone."""
+    n_slices = data.shape[0]
+    paired = n_slices - n_slices % 2
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        if paired:
+            _whole_run(pool, _cached_layout(geo, False), data[:paired], 0, out, eps, upsampfac, workers)
+        if paired < n_slices:
+            _whole_run(pool, _cached_layout(geo, True), data[paired:], paired, out, eps, upsampfac, workers)
+
+
+def _whole_run(pool: ThreadPoolExecutor, entry: _Cached, data: np.ndarray, s_first: int, out: Any,
+               eps: float, upsampfac: float, workers: int) -> None:
+    """Whole slices of one layout (pairs, or one slice alone), written from slice ``s_first``."""
+    lay, n = entry.layout, entry.layout.n
+    per = 1 if lay.half else 2
+    n_groups = data.shape[0] // per
+    batch = 1 if lay.half else pairs_per_batch(lay.n_points, n, n_groups, upsampfac)
+    ops, ops_wide, scratch = Ops(np, sfft, workers=1), Ops(np, sfft, workers=workers), Scratch()
+    blocks = _blocks(lay.n_angles)
+    whole = Tile(0, n, 0, n)
+    with entry.lock:
+        plan = _plan(entry, batch, eps, upsampfac, workers)
+        circle, dc = _circle_buffers(lay)
+        coef = np.empty((batch, lay.n_points), dtype=np.complex64)
+        image = np.empty((batch, n, n), dtype=np.complex64)
+        for g0 in range(0, n_groups, batch):
+            for b in range(batch):
+                group, vec = data[per * (g0 + b): per * (g0 + b + 1)], coef[b]
+
+                def task(block: tuple[int, int], group: np.ndarray = group, vec: np.ndarray = vec) -> None:
+                    spectra_block(ops, lay, entry.arrs, group, *block, scratch.get("z", lay.pad_len), vec,
+                                  circle, dc)
+
+                list(pool.map(task, blocks))
+                resample_low(ops_wide, lay, circle, dc, vec)
+            plan.execute(coef, out=image)
+            for b in range(batch):
+                s0 = s_first + per * (g0 + b)
+                _emit(out, s0, whole, image[b].real, lay.reach)
+                if not lay.half:
+                    _emit(out, s0 + 1, whole, image[b].imag, lay.reach)
+
+
+def _tiled(holder: base.Handover, geo: Geometry, size: int, out: Any, eps: float, workers: int) -> None:
+    """Tiles of one shape: per slice pair (or single slice) the resampled series of every
+    angle, then per tile a NUFFT of the tile's crops; the sinograms are dropped once the
+    last group's series exist."""
+    data = holder.take()
+    n_slices = data.shape[0]
+    t, tiles = tile_grid(geo.n, size)
+    groups = [(s, 2) for s in range(0, n_slices - 1, 2)] + ([(n_slices - 1, 1)] if n_slices % 2 else [])
+    shapes: dict[bool, Layout] = {}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for gi, (s0, count) in enumerate(groups):
+            half = count == 1
+            if half not in shapes:
+                shapes.clear()  # one shape's points at a time
+                shapes[half] = geo.layout(tile=tiles[0], half=half, factors=False)
+            lay = shapes[half]
+            line = _series(pool, lay, data[s0: s0 + count])
+            if gi == len(groups) - 1:
+                del data  # the series is all the tiles need: free the sinograms' memory
+            _tiles(pool, lay, line, t, tiles, geo.theta, s0, out, eps, workers)
+
+
+def _series(pool: ThreadPoolExecutor, lay: Layout, pair: np.ndarray) -> np.ndarray:
+    """Steps 1-2 for tiles: the resampled series of every angle of one pair or slice."""
+    ops, arrs, scratch = Ops(np, sfft, workers=1), lay.arrays(), Scratch()
+    line = np.empty((lay.n_angles, lay.line_len), np.float32 if pair.shape[0] == 1 else np.complex64)
+
+    def task(block: tuple[int, int]) -> None:
+        line_block(ops, lay, arrs, pair, *block, scratch.get("z", lay.pad_len), scratch.get("up", lay.line_len),
+                   line)
+
+    list(pool.map(task, _blocks(lay.n_angles)))
+    return line
+
+
+def _tiles(pool: ThreadPoolExecutor, lay: Layout, line: np.ndarray, t: int, tiles: list[Tile],
+           theta: np.ndarray, s0: int, out: Any, eps: float, workers: int) -> None:
+    """Steps 3-5 per tile, writing slice ``s0`` (and ``s0 + 1`` for a pair) of ``out``.
+
+    Everything a tile needs is allocated once, before the first NUFFT: finufft allocates
+    its fine grid for each execute and frees it after, and with the jobs' malloc settings
+    (resources.reuse_freed_memory) an array allocated between two executes could split
+    that free block and make the next grid extend the heap."""
+    ops, ops_wide, scratch = Ops(np, sfft, workers=1), Ops(np, sfft, workers=workers), Scratch()
+    arrs = lay.arrays()
+    arrs["crop_start"] = np.empty(lay.n_angles, np.int64)
+    arrs["frac"] = np.empty(lay.n_angles, np.float32)
+    reach = np.empty((t, 2), np.int64)
+    plan = _new_plan((t, t), 1, eps, TILE_UPSAMPFAC, workers, lay)
+    circle, dc = _circle_buffers(lay)
+    coef = np.empty((1, lay.n_points), dtype=np.complex64)
+    image = np.empty((1, t, t), dtype=np.complex64)
+    emit_buf = None if isinstance(out, np.ndarray) else np.empty((t, t), np.float32)
+    blocks = _blocks(lay.n_angles)
+
+    def task(block: tuple[int, int]) -> None:
+        tile_spectra_block(ops, lay, arrs, line, *block, coef[0], circle, dc, scratch)
+
+    for tile in tiles:
+        if tile.nearest(lay.n) > lay.radius:  # wholly beyond the detector's reach
+            image[0] = 0
+            within = None
+        else:
+            placed = place(lay, tile, theta)
+            arrs["crop_start"][...] = placed.crop_start
+            arrs["frac"][...] = placed.frac
+            within = None if placed.reach is None else reach
+            if within is not None:
+                within[...] = placed.reach
+            del placed
+            list(pool.map(task, blocks))
+            resample_low(ops_wide, lay, circle, dc, coef[0])
+            plan.execute(coef, out=image)
+        _emit(out, s0, tile, image[0].real, within, emit_buf)
+        if not lay.half:
+            _emit(out, s0 + 1, tile, image[0].imag, within, emit_buf)
+
+
+def reconstruct(sinos: np.ndarray | base.Handover, theta: np.ndarray, center: float, *,
+                n: int | None = None, filter_name: str = "ramp", threads: int = 0, eps: float = 1e-6,
+                upsampfac: float = 1.25, algorithm: str = "fbp", measured: tuple[int, int] | None = None,
+                pad: tuple[int, str] | None = None, tile: int | None = None, out: Any = None) -> Any:
     """Filtered backprojection of (slices, angles, columns) line integrals via a NUFFT.
 
     theta in radians; center = rotation-axis column (0-based, pixel i centred at i);
-    returns (slices, n, n) float32 attenuation per pixel on the grid centred on the axis.
-    ``measured`` = [first, stop) columns holding data (the rest is padding): pixels
-    beyond the reach of those columns are set to 0 rather than computed.
+    returns (slices, n, n) float32 attenuation per pixel on the grid centred on the axis
+    (or ``out``, filled).  ``measured`` = [first, stop) columns holding data (the rest
+    is padding): pixels beyond the reach of those columns are set to 0 rather than
+    computed.  ``pad`` = (width, "edge" | "zero"): pad the columns here, as
+    :func:`teravox.recon.sinogram.pad` would (centre and ``measured`` in the unpadded
+    columns).  ``tile``: compute the slice in tiles of at most this side (pixels),
+    bounding the working set (:func:`memory`); ``sinos`` handed over as a
+    :class:`base.Handover` are then dropped once filtered.  ``out``: where to write the
+    slices (anything that takes ``out[s, y0:y1, x0:x1] = tile``).
     """
-    sinos, theta, center, n = base.check_inputs(sinos, theta, center, n)
+    holder = sinos if isinstance(sinos, base.Handover) else base.Handover(sinos)
+    data, theta, center, n = base.check_inputs(holder.take(), theta, center, n)
     check_common(filter_name, eps, upsampfac, algorithm, "fourier")
     workers = base.resolve_threads(threads)
-    n_slices = sinos.shape[0]
-    result = np.empty((n_slices, n, n), dtype=np.float32)
+    geo = geometry(data.shape, theta, center, n, filter_name, measured, pad)
+    n_slices = data.shape[0]
+    if out is None:
+        out = np.empty((n_slices, n, n), dtype=np.float32)
     if n_slices == 0:
-        return result
-    entry = _cached_layout(theta, sinos.shape[2], center, n, filter_name,
-                           None if measured is None else (int(measured[0]), int(measured[1])))
-    lay = entry.layout
-    n_pairs = (n_slices + 1) // 2
-    batch = pairs_per_batch(lay.n_points, n, n_pairs, upsampfac)
-    ops = Ops(np, sfft, workers=1)       # threads go to angle blocks, not inside an FFT
-    ops_wide = Ops(np, sfft, workers=workers)
-    blocks = [(a, min(a + _ANGLE_BLOCK, lay.n_angles)) for a in range(0, lay.n_angles, _ANGLE_BLOCK)]
-    circle = np.empty((2 * lay.n_angles, max(0, lay.k_split - 1)), dtype=np.complex64)
-    dc = np.empty(lay.n_angles if lay.k_split else 0, dtype=np.complex64)
-    with entry.lock, ThreadPoolExecutor(max_workers=workers) as pool:
-        plan = _plan(entry, batch, eps, upsampfac, workers)
-        coef = np.empty((batch, lay.n_points), dtype=np.complex64)
-        image = np.empty((batch, n, n), dtype=np.complex64)
-        for p0 in range(0, n_pairs, batch):
-            for b in range(batch):
-                s0 = 2 * (p0 + b)
-                pair = sinos[s0: s0 + 2]
-                if pair.shape[0] == 1:
-                    pair = np.concatenate([pair, np.zeros_like(pair)])
+        return out
+    if tile is None or tile >= n:
+        _whole(data, geo, out, eps, upsampfac, workers)
+    else:
+        holder = base.Handover(data)
+        del data
+        _tiled(holder, geo, int(tile), out, eps, workers)
+    return out
 
-                def task(block: tuple[int, int], pair: np.ndarray = pair, vec: np.ndarray = coef[b]) -> None:
-                    a0, a1 = block
-                    spectra_block(ops, lay, entry.arrs, pair, a0, a1,
-                                  _row_buffer(_ANGLE_BLOCK, lay.pad_len), vec, circle, dc)
 
-                list(pool.map(task, blocks))
-                resample_low(ops_wide, lay, circle, dc, coef[b])
-            plan.execute(coef, out=image)
-            for b in range(batch):
-                s0 = 2 * (p0 + b)
-                for part, s in ((image[b].real, s0), (image[b].imag, s0 + 1)):
-                    if s >= n_slices:
-                        break
-                    if lay.mask is None:
-                        result[s] = part
-                    else:  # zero beyond the detector's reach, in the same pass
-                        np.multiply(part, lay.mask, out=result[s])
-    return result
+# -- memory model ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Memory:
+    """Bytes a call holds besides its input sinograms, by phase.
+
+    ``whole``: the untiled path holds its input, ``geometry`` (cached layouts: points,
+    factors, finufft's sorted points, mask) and ``work`` (coefficients, circles, fine
+    grids, images, per-thread rows) at once.  Tiles: first the input, the ``series`` and
+    ``filtering`` buffers; then, the input dropped when handed over, the series,
+    ``geometry`` (one tile shape's points, sort and plan) and ``work`` (one tile).
+    ``output``: the slices returned when no ``out`` is given."""
+
+    tiled: bool
+    geometry: int
+    work: int
+    series: int = 0
+    filtering: int = 0
+    output: int = 0
+    grids: int = 0  # finufft's fine grids of one execute (allocated for it, freed after)
+
+    def peak(self, input_bytes: int, handed_over: bool = True) -> int:
+        """Peak bytes of the call with ``input_bytes`` of sinograms."""
+        if not self.tiled:
+            return CALL_BYTES + input_bytes + self.geometry + self.work + self.output
+        during_tiles = self.series + self.geometry + self.work + (0 if handed_over else input_bytes)
+        return CALL_BYTES + self.output + max(input_bytes + self.series + self.filtering, during_tiles)
+
+
+def memory(n_angles: int, columns: int, n: int, slices: int, *, center: float | None = None,
+           measured: tuple[int, int] | None = None, pad_width: int = 0, tile: int | None = None,
+           upsampfac: float = 1.25, threads: int = 1, deviation: float = 0.0,
+           out_given: bool = False) -> Memory:
+    """What one call on (slices, n_angles, columns) sinograms → n × n holds (bytes).
+
+    ``columns``, ``center`` (default: the middle) and ``measured`` are the data's, before
+    the ``pad_width`` columns of virtual padding each side; ``deviation``: the angles'
+    from equal spacing (:func:`angle_deviation`; inf: no angular resampling).  Mirrors the allocations of
+    :func:`reconstruct` (tests/test_backends.py checks it against the measured peak)."""
+    m, cols = n_angles, columns + 2 * pad_width
+    center = (columns - 1) / 2 if center is None else center
+    if measured is None:
+        measured = (0, columns)
+    measured = (measured[0] + pad_width, measured[1] + pad_width)
+    win = whole_window(n, cols, center + pad_width, measured)
+    per_angle = 8 * 4 * m  # top, bottom, weights, frac
+    rows = threads * _ANGLE_BLOCK * 8  # one complex row per angle of a thread's block
+    output = 0 if out_given else slices * n * n * 4
+    if tile is None or tile >= n:
+        k_max = win.win_len // 2
+        radius = min(n / math.sqrt(2), win.radius + 1)
+        k_split, bands = bands_for(m, win.win_len, k_max - 1, radius, deviation, RESAMPLE)
+        geometry = work = grids = 0
+        for half in [False] * (slices >= 2) + [True] * (slices % 2):
+            points = count_points(m, k_max, k_split, bands, half)
+            factors = m * ((0 if half else k_max - max(k_split, 1) + 1) + (k_max - k_split + 1)
+                           + 2 * max(0, k_split - 1) + (1 if k_split else 0))
+            geometry += points * (8 + 8) + factors * 8 + per_angle
+            batch = 1 if half else pairs_per_batch(points, n, slices // 2, upsampfac)
+            grids = max(grids, batch * _fine_grid_bytes(n, upsampfac))
+            work = max(work, batch * (points * 8 + n * n * 8) + _execute_bytes(n, upsampfac) * batch
+                       + 2 * m * max(0, k_split - 1) * 8 + rows * (win.pad_len + win.win_len))
+        return Memory(False, geometry, work, output=output, grids=grids)
+    t, _tiles = tile_grid(n, tile)
+    radius = Tile(0, t, 0, t).radius
+    crop, line, h = tile_line(radius, win.win_len)
+    k_max = crop // 2 - 1
+    k_split, bands = bands_for(m, crop * h, k_max, radius + 0.5, deviation, RESAMPLE)
+    points = count_points(m, k_max, k_split, bands, slices == 1)
+    pairs = slices >= 2
+    series = m * line * (8 if pairs else 4)
+    filtering = rows * (win.pad_len + line + win.win_len)
+    geometry = points * (8 + 8) + per_angle + crop * 4 + _execute_bytes(t, TILE_UPSAMPFAC)
+    # one tile: coefficients, circles, image, mask, crop offsets; per thread a block's
+    # crops, gather indices, spectra and factors
+    work = (points * 8 + 2 * m * max(0, k_split - 1) * 8 + m * 8 + t * t * (8 + 4) + 3 * 8 * m
+            + rows * crop * (1 + 1 + 1 + 1))
+    return Memory(True, geometry, work, series, filtering, output, _fine_grid_bytes(t, TILE_UPSAMPFAC))
+
+
+def tile_for(budget: int, n_angles: int, columns: int, n: int, slices: int, input_bytes: int,
+             **kw: Any) -> int | None:
+    """The largest tile side (None: the whole slice) whose peak, with ``input_bytes`` of
+    sinograms, fits ``budget`` bytes; 0 when not even the smallest tile does."""
+    def peak(tile: int | None) -> int:
+        return memory(n_angles, columns, n, slices, tile=tile, **kw).peak(input_bytes)
+
+    if peak(None) <= budget:
+        return None
+    parts = 2
+    while True:
+        t = math.ceil(n / parts)
+        if t < MIN_TILE:
+            return 0
+        if peak(t) <= budget:
+            return t
+        parts += 1
 
 
 class FourierBackend(base.BackendBase):

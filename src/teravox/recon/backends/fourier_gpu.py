@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 
 from teravox.recon.backends import base, fourier
+from teravox.recon.backends.fourier_layout import reach_mask
 
 # Share of the free device memory that one call's batch buffers may take.
 _DEVICE_FRACTION = 0.4
 _MAX_PAIRS = 16
-_CACHE_SIZE = 1
+_CACHE_SIZE = 2  # the pairs' geometry and a single slice's
 
 
 def _modules() -> tuple[Any, Any, Any, Any]:
@@ -51,7 +52,8 @@ class _DeviceGeometry:
         self.arrs = {key: cp.asarray(value) for key, value in layout.arrays().items()}
         self.x = cp.asarray(layout.x)
         self.y = cp.asarray(layout.y)
-        self.mask = None if layout.mask is None else cp.asarray(layout.mask)
+        mask = reach_mask(layout)
+        self.mask = None if mask is None else cp.asarray(mask)
         self.compute = cp.cuda.Stream(non_blocking=True)
         self.upload = cp.cuda.Stream(non_blocking=True)
         self.download = cp.cuda.Stream(non_blocking=True)
@@ -94,11 +96,8 @@ class _DeviceGeometry:
 _cache = base.LruCache(_CACHE_SIZE)
 
 
-def _geometry(cp: Any, theta: np.ndarray, columns: int, center: float, n: int,
-              filter_name: str, measured: tuple[int, int] | None = None) -> _DeviceGeometry:
-    key = (theta.tobytes(), columns, center, n, filter_name, fourier.RESAMPLE, measured, cp.cuda.Device().id)
-    return _cache.get(key, lambda: _DeviceGeometry(
-        fourier.make_layout(theta, columns, center, n, filter_name, fourier.RESAMPLE, measured), cp))
+def _geometry(cp: Any, geo: fourier.Geometry, half: bool = False) -> _DeviceGeometry:
+    return _cache.get(geo.key(half, cp.cuda.Device().id), lambda: _DeviceGeometry(geo.layout(half=half), cp))
 
 
 def clear_cache() -> None:
@@ -162,29 +161,75 @@ def _pairs_per_batch(cp: Any, lay: fourier.Layout, n_pairs: int, upsampfac: floa
     return -(-n_pairs // batches)
 
 
-def reconstruct(sinos: np.ndarray, theta: np.ndarray, center: float, *, n: int | None = None,
-                filter_name: str = "ramp", threads: int = 0, eps: float = 1e-6,
+def reconstruct(sinos: np.ndarray | base.Handover, theta: np.ndarray, center: float, *,
+                n: int | None = None, filter_name: str = "ramp", threads: int = 0, eps: float = 1e-6,
                 upsampfac: float = 1.25, algorithm: str = "fbp",
-                measured: tuple[int, int] | None = None, batch_pairs: int | None = None) -> np.ndarray:
+                measured: tuple[int, int] | None = None, pad: tuple[int, str] | None = None,
+                batch_pairs: int | None = None, out: Any = None) -> Any:
     """Filtered backprojection via a NUFFT on the GPU; same contract as ``fourier``.
 
     theta in radians; center = rotation-axis column; returns (slices, n, n) float32
-    attenuation per pixel.  ``threads`` is unused (the host side only copies).
-    ``measured``: [first, stop) columns holding data rather than padding (pixels no
-    measured ray reaches are skipped and set to 0, as on the CPU); ``batch_pairs``: most
-    slice pairs per NUFFT batch (the plan's, from GPU memory).
+    attenuation per pixel (or ``out``, filled).  ``threads`` is unused (the host side
+    only copies).  ``measured``: [first, stop) columns holding data rather than padding
+    (pixels no measured ray reaches are skipped and set to 0, as on the CPU); ``pad``:
+    padding done on the device, as the CPU backend does it; ``batch_pairs``: most slice
+    pairs per NUFFT batch (the plan's, from GPU memory).  An odd last slice is
+    transformed alone on half-lines, as on the CPU.
     """
+    if isinstance(sinos, base.Handover):
+        sinos = sinos.take()
     sinos, theta, center, n = base.check_inputs(sinos, theta, center, n)
     fourier.check_common(filter_name, eps, upsampfac, algorithm, "fourier-gpu")
     cp, cupyx, cufft, cufinufft = _modules()
     n_slices = sinos.shape[0]
-    result = np.empty((n_slices, n, n), dtype=np.float32)
+    result = np.empty((n_slices, n, n), dtype=np.float32) if out is None else out
     if n_slices == 0:
         return result
-    geo = _geometry(cp, theta, sinos.shape[2], center, n, filter_name, measured)
+    where = fourier.geometry(sinos.shape, theta, center, n, filter_name, measured, pad)
+    if n_slices % 2:
+        _single(cp, cufft, cufinufft, _geometry(cp, where, half=True), sinos[n_slices - 1:], result,
+                n_slices - 1, eps, upsampfac)
+    if n_slices >= 2:
+        _pairs(cp, cupyx, cufft, cufinufft, _geometry(cp, where), sinos[: n_slices - n_slices % 2], result,
+               eps, upsampfac, batch_pairs)
+    return result
+
+
+def _single(cp: Any, cufft: Any, cufinufft: Any, geo: _DeviceGeometry, sino: np.ndarray, result: Any,
+            s: int, eps: float, upsampfac: float) -> None:
+    """One slice alone, on its half-lines (the ``half`` layout), synchronously."""
     lay = geo.layout
-    m, cols = lay.n_angles, lay.columns
-    n_pairs = (n_slices + 1) // 2
+    m = lay.n_angles
+    with geo.lock:
+        plan = geo.plan_for(cufinufft, 1, eps, upsampfac)
+        ops = fourier.Ops(cp, cufft)
+        with geo.compute:
+            dev = cp.asarray(np.ascontiguousarray(sino, dtype=np.float32))
+            zbuf = cp.empty((m, lay.pad_len), cp.complex64)
+            circle = cp.empty((2 * m, max(0, lay.k_split - 1)), cp.complex64)
+            dc = cp.empty(m if lay.k_split else 0, cp.complex64)
+            coef = cp.empty((1, lay.n_points), cp.complex64)
+            image = cp.empty((1, lay.n, lay.n), cp.complex64)
+            fourier.spectra_block(ops, lay, geo.arrs, dev, 0, m, zbuf, coef[0], circle, dc)
+            fourier.resample_low(ops, lay, circle, dc, coef[0])
+            if not geo.on_stream:
+                geo.compute.synchronize()
+            plan.execute(coef, out=image)
+            part = image[0].real
+            if geo.mask is not None:
+                part = part * geo.mask
+            host = part.get()
+        geo.compute.synchronize()
+        result[s, :, :] = host
+
+
+def _pairs(cp: Any, cupyx: Any, cufft: Any, cufinufft: Any, geo: _DeviceGeometry, sinos: np.ndarray,
+           result: Any, eps: float, upsampfac: float, batch_pairs: int | None) -> None:
+    """Slice pairs in batches, transfers overlapping compute (double buffering)."""
+    n_slices, n = sinos.shape[0], geo.layout.n
+    lay = geo.layout
+    m, cols = lay.n_angles, sinos.shape[2]
+    n_pairs = n_slices // 2
     with geo.lock:
         batch = _pairs_per_batch(cp, lay, n_pairs, upsampfac, batch_pairs)
         plan = geo.plan_for(cufinufft, batch, eps, upsampfac)
@@ -215,7 +260,7 @@ def reconstruct(sinos: np.ndarray, theta: np.ndarray, center: float, *, n: int |
             if uploaded[slot] is not None:
                 uploaded[slot].synchronize()  # the pinned buffer's last copy has left
             host_in[slot][: s1 - s0] = sinos[s0:s1]
-            host_in[slot][s1 - s0:] = 0  # an odd last slice pairs with zeros
+            host_in[slot][s1 - s0:] = 0  # a short last batch
             if computed[slot] is not None:
                 geo.upload.wait_event(computed[slot])  # batch i−2 no longer reads dev_in
             dev_in[slot].set(host_in[slot], stream=geo.upload)
@@ -253,7 +298,8 @@ def reconstruct(sinos: np.ndarray, theta: np.ndarray, center: float, *, n: int |
             slot = i % 2
             s0, s1 = span(i)
             downloaded[slot].synchronize()
-            result[s0:s1] = host_out[slot][: s1 - s0]
+            for s in range(s0, s1):  # ``result`` may be a writer that takes one slice at a time
+                result[s, :, :] = host_out[slot][s - s0]
 
         upload(0)
         for i in range(len(batches)):
@@ -263,7 +309,6 @@ def reconstruct(sinos: np.ndarray, theta: np.ndarray, center: float, *, n: int |
             if i >= 1:
                 collect(i - 1)
         collect(len(batches) - 1)
-    return result
 
 
 class FourierGpuBackend(base.BackendBase):

@@ -25,6 +25,7 @@ include { MERGE        } from './modules/merge'
 include { REPORT       } from './modules/report'
 include { CLEANUP      } from './modules/cleanup'
 include { Z_STITCH     } from './modules/z_stitch'
+include { CENTER_SWEEP } from './modules/center_sweep'
 
 workflow {
     def schema = readJson(file("${projectDir}/nextflow_schema.json"))
@@ -88,10 +89,16 @@ workflow {
         .map { key, chunks -> [key.getGroupTarget(), chunks.sort { c -> c.name }] }
     COLLECT(ch_plan.join(ch_proj_chunks))
 
+    // -- CENTER_SWEEP (--center_sweep): trial slices at a series of centres, in place of
+    // everything after COLLECT
+    def ch_collected = ch_plan.join(COLLECT.out.projections)
+    def ch_sweep = params.center_sweep ? ch_collected : channel.empty()
+    CENTER_SWEEP(ch_sweep)
+    def ch_volume = params.center_sweep ? channel.empty() : ch_collected
+
     // -- RECONSTRUCT × j: one job per sinogram chunk of the plan
     RECONSTRUCT(
-        ch_plan
-            .join(COLLECT.out.projections)
+        ch_volume
             .flatMap { meta, plan, projections, _proj_chunks ->
                 chunkIndices(plan, 'sino_chunks').collect { j -> [meta, plan, j, projections] }
             }
@@ -143,7 +150,8 @@ workflow {
         .mix(
             SYNTH.out.versions, PLAN.out.versions, STITCH_ALIGN.out.versions,
             PREPROCESS.out.versions, COLLECT.out.versions, RECONSTRUCT.out.versions,
-            MERGE.out.versions, REPORT.out.versions, CLEANUP.out.versions, Z_STITCH.out.versions
+            MERGE.out.versions, REPORT.out.versions, CLEANUP.out.versions, Z_STITCH.out.versions,
+            CENTER_SWEEP.out.versions
         )
         .unique { f -> f.text }
         .map { f -> f.text }

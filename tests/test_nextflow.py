@@ -145,7 +145,7 @@ def test_graph_edges_need_no_language_server():
         ("collect", "reconstruct"), ("plan", "merge"), ("reconstruct", "merge"),
         ("plan", "report"), ("stitch-align", "report"), ("collect", "report"), ("merge", "report"),
         ("plan", "cleanup"), ("merge", "cleanup"), ("report", "cleanup"),
-        ("plan", "z-stitch"), ("merge", "z-stitch"),
+        ("plan", "z-stitch"), ("merge", "z-stitch"), ("plan", "center-sweep"), ("collect", "center-sweep"),
     }
 
 

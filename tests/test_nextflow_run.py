@@ -291,6 +291,28 @@ def test_scan_sheet_run(tmp_path: Path) -> None:
     assert vol.shape[1] > 64 and np.isfinite(vol).all() and vol.std() > 0  # the stitched width
 
 
+def test_center_sweep_run(tmp_path: Path) -> None:
+    """--center_sweep: CENTER_SWEEP after COLLECT draws the trial slices and nothing after
+    COLLECT reconstructs a volume, as `teravox run --center-sweep` does."""
+    scan = tmp_path / "sweep.h5"
+    subprocess.run([sys.executable, "-m", "teravox.cli", "synth", str(scan), "--cols", "64", "--rows", "8",
+                    "--angles", "60", "--center", "32.5", "--no-progress"], check=True, capture_output=True)
+    run = nextflow(tmp_path / "launch", "--synth", "false", "--scan", str(scan), "--center_sweep", "30:35:0.5")
+    assert_succeeded(run)
+    tasks = [t["process"] for t in run.trace()]
+    assert tasks.count("CENTER_SWEEP") == 1 and "COLLECT" in tasks
+    assert not {"RECONSTRUCT", "MERGE", "REPORT", "CLEANUP"} & set(tasks), tasks
+    out = run.published("sweep")
+    assert {p.name for p in out.iterdir()} == {"plan.json", "sweep_center_sweep.pdf", "sweep_center_sweep.png"}
+    assert (out / "sweep_center_sweep.pdf").read_bytes()[:5] == b"%PDF-"
+    (task,) = [t for t in run.trace() if t["process"] == "CENTER_SWEEP"]
+    (log,) = run.work.glob(f"{task['hash']}*/.command.out")
+    said = log.read_text()
+    assert "11 centres 30 … 35 px" in said, said
+    choice = float(re.search(r"--center (\S+)", said).group(1))
+    assert abs(choice - 32.5) < 0.25, said  # the automatic choice marked on the page
+
+
 def test_vertical_stack_run(tmp_path: Path) -> None:
     """A scan sheet with three height steps: the levels run as acquisitions of their own, and
     Z_STITCH joins their volumes into the stack's, as `teravox run` does."""

@@ -3,7 +3,8 @@
 The local runner executes it and the Nextflow workflow (``main.nf``) wires the same
 stages and edges; ``tests/test_nextflow.py`` compares the two.  An edge A → B means
 B reads a file that A writes.  A vertical stack runs the stages from plan to cleanup once
-per level (each level's plan written by the stack's plan), then ``z-stitch`` once.
+per level (each level's plan written by the stack's plan), then ``z-stitch`` once.  A
+centre sweep runs ``center-sweep`` after collect in place of reconstruct and what follows.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ class Stage:
     label: str                # Nextflow resource label (conf/base.config)
     needs: tuple[str, ...]    # stages whose outputs this one reads
     fanout: str | None = None  # "proj_chunks" / "sino_chunks": one job per chunk of the plan
-    only: str | None = None   # "lateral": scans side by side (stitch-align); "vertical": a stack (z-stitch)
+    only: str | None = None   # "lateral": scans side by side (stitch-align); "vertical": a stack
+    #                           (z-stitch); "sweep": a centre sweep instead of the volume
     outputs: tuple[str, ...] = ()  # what it can write (the plan's formats choose among volumes)
 
     @property
@@ -48,6 +50,9 @@ STAGES: tuple[Stage, ...] = (
     Stage("cleanup", "CLEANUP", "process_cleanup", ("plan", "merge", "report")),
     Stage("z-stitch", "Z_STITCH", "process_merge", ("plan", "merge"), only="vertical",
           outputs=("<stack>_recon.h5", "<stack>_report.pdf", "zstitch.json")),
+    # --center-sweep: in place of reconstruct and what follows it
+    Stage("center-sweep", "CENTER_SWEEP", "process_collect", ("plan", "collect"), only="sweep",
+          outputs=("<scan>_center_sweep.pdf", "<scan>_center_sweep.png")),
 )
 
 BY_NAME = {s.name: s for s in STAGES}

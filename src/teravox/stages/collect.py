@@ -44,11 +44,13 @@ RANGE_ROWS = 3
 RANGE_VALUES = 2**22
 #: most bytes of raw angles read at once when the search averages consecutive angles
 READ_BLOCK_BYTES = 64 * 2**20
-#: a collect job's memory before it reads a pixel (interpreter, numpy, scipy, h5py), and
-#: what a centre search adds beyond its arrays (HDF5 buffers of the strided reads, heap):
-#: VmHWM of collect jobs at 256–4096 columns (benchmarks/README.md)
-COLLECT_BASE_BYTES = 95 * 2**20
-SEARCH_OVERHEAD_BYTES = 14 * 2**20
+#: a collect job's memory before it reads a pixel (interpreter, numpy, h5py, the virtual
+#: dataset): VmHWM with the centre given (benchmarks/scale.py, 2048–12288 columns)
+COLLECT_BASE_BYTES = 70 * 2**20
+#: what a centre search adds beyond its arrays: its imports (scipy.optimize, ~25 MiB more
+#: than the base), HDF5 buffers of the strided reads, heap: VmHWM of collect jobs at
+#: 256–4096 columns (benchmarks/README.md)
+SEARCH_OVERHEAD_BYTES = (25 + 14) * 2**20
 
 
 def build_parser() -> argparse.ArgumentParser:

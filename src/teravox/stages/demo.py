@@ -16,13 +16,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from teravox.stages._common import cli_entry, output_dir, positive_int
+from teravox.stages._common import cli_entry, description, output_dir, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="teravox demo",
-        description=__doc__.split("\n\n")[0].split(": ", 1)[1] + "\n\n" + __doc__.split("\n\n")[1],
+        description=description(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="teravox-demo", help="output directory (default: teravox-demo)")
     p.add_argument("--size", choices=("tiny", "small", "medium"), default="medium",

@@ -207,7 +207,7 @@ _TEXT_PAGE_LINES = 40   # lines per column of a facts-only page
 
 def _pages(data: ReportData) -> list[Any]:
     """One drawing function per page; the facts decide how many pages there are."""
-    blocks = [_block_lines(b) for b in _fact_blocks(data.facts)]
+    blocks = [piece for b in _fact_blocks(data.facts) for piece in _block_lines(b)]
     pages: list[Any] = [lambda fig: _page_overview(fig, data)]
     first, rest = _place_blocks(blocks, per_column=_PAGE2_LINES, columns=3)
     pages.append(lambda fig: _page_corrections(fig, data, first))
@@ -232,10 +232,9 @@ def _page_center(fig: Figure, data: ReportData) -> None:
     draw_center_search(fig, data.center_search, facts.center, data.center_col_offset, facts.tilt or "none")
 
 
-#: a volume whose rows span less than 1/FEW_ROWS_RATIO of its width gets line profiles in
-#: place of the XZ / YZ images (a 2-row image at any aspect is a barcode)
-FEW_ROWS_RATIO = 12
-MAX_PROFILES = 8      # rows drawn as profiles at most
+#: a volume of this many rows or fewer gets each row as a line profile in place of the XZ /
+#: YZ images (a 2-row image at any aspect is a barcode)
+MAX_PROFILES = 8
 #: a volume flatter than this (rows / width) gets XZ and YZ stacked right of XY
 FLAT_RATIO = 0.5
 
@@ -278,7 +277,7 @@ def _page_overview(fig: Figure, data: ReportData) -> None:
         for spine in ax.spines.values():
             spine.set_edgecolor(CUT_COLOURS[key])
             spine.set_linewidth(2.0)
-        if key != "xy" and nz * FEW_ROWS_RATIO < shapes[key][1]:
+        if key != "xy" and nz <= MAX_PROFILES:
             _profiles(ax, img, extent, title, f"{xl} ({lunit})", vunit, (vmin, vmax), step,
                       (cuts[1][1] * lscale, CUT_COLOURS[cuts[1][2]]))
             continue
@@ -310,7 +309,7 @@ def _page_overview(fig: Figure, data: ReportData) -> None:
 def _profiles(ax: Axes, img: np.ndarray, extent: Sequence[float], title: str, xlabel: str, vunit: str,
               shown: tuple[float, float], step: int, cut: tuple[float, str]) -> None:
     """Each row of a cut through a volume of few rows as a line: values along the cut."""
-    rows = np.unique(np.linspace(0, img.shape[0] - 1, min(img.shape[0], MAX_PROFILES)).round().astype(int))
+    rows = np.arange(img.shape[0])
     edges = np.linspace(extent[0], extent[1], img.shape[1] + 1)
     x = (edges[:-1] + edges[1:]) / 2
     colours = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, rows.size))
@@ -331,7 +330,7 @@ def _page_corrections(fig: Figure, data: ReportData, columns: list[list[str]]) -
     _header(fig, facts, "Raw and corrected data, full facts")
     lunit, lscale = _length_unit(facts.pixel_size_m, max(np.shape(data.raw_projection)))
     a0, a1 = facts.angle_range_deg
-    gs = fig.add_gridspec(2, 2, left=0.06, right=0.93, top=0.875, bottom=0.50, hspace=0.45,
+    gs = fig.add_gridspec(2, 2, left=0.06, right=0.93, top=0.875, bottom=0.50, hspace=0.55,
                           wspace=0.30)
     corrected_label = _quantity_label(data.corrected_quantity)
     pidx = "" if data.projection_index is None else f" #{data.projection_index}"
@@ -978,14 +977,23 @@ _COLUMN_CHARS = 52   # characters per line of a facts column (monospace, 7 pt, w
 _TITLE = "\x00"      # marks a title line among a column's lines
 
 
-def _block_lines(block: list[str]) -> list[str]:
-    """A titled block as the lines it takes in a column (title marked, lines wrapped), cut
-    to a facts page's column with a last line saying how many lines were left out."""
-    lines = [_TITLE + block[0]] + [w for line in block[1:] for w in _wrap(line, _COLUMN_CHARS)]
-    if len(lines) > _TEXT_PAGE_LINES:
-        left = len(lines) - (_TEXT_PAGE_LINES - 1)
-        lines = lines[:_TEXT_PAGE_LINES - 1] + [f"… and {left} more lines"]
-    return lines
+def _block_lines(block: list[str]) -> list[list[str]]:
+    """A titled block as the lines it takes in a column (title marked, lines wrapped, an item
+    with its indented lines together).  A block longer than a facts page's column comes back
+    in pieces cut between items, each under the title with '(continued)'."""
+    items: list[list[str]] = []
+    for line in block[1:]:
+        wrapped = _wrap(line, _COLUMN_CHARS)
+        if items and line.startswith(" "):
+            items[-1] += wrapped
+        else:
+            items.append(wrapped)
+    pieces = [[_TITLE + block[0]]]
+    for item in items:
+        if len(pieces[-1]) > 1 and len(pieces[-1]) + len(item) > _TEXT_PAGE_LINES:
+            pieces.append([f"{_TITLE}{block[0]} (continued)"])
+        pieces[-1] += item[:_TEXT_PAGE_LINES - 1]
+    return pieces
 
 
 def _place_blocks(blocks: list[list[str]], per_column: int,

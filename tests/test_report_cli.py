@@ -174,3 +174,42 @@ def test_exposure_read_with_its_units(tmp_path: Path):
     with open_scan(scan) as s:
         value = s.metadata["exposure_s"]
     assert value.value == 0.25 and "assumed s" in value.source
+
+
+def test_a_job_reports_its_progress_to_the_run(tmp_path):
+    """A job's bars write its progress; the local executor reads it while the job runs."""
+    from teravox.runner.executor import Job, LocalExecutor
+
+    script = ("import time\nfrom teravox.progress import bar\n"
+              "for _ in bar(range(6), desc='centre search', enable=False):\n    time.sleep(0.25)\n")
+
+    class Script(Job):
+        def argv(self) -> list[str]:
+            return [sys.executable, "-c", script]
+
+    ticks: list[dict] = []
+    results = LocalExecutor(1).run_jobs([Script("collect", None, [], 1, log=tmp_path / "collect.log")],
+                                        on_tick=ticks.append)
+    assert results[0].ok
+    seen = [p for t in ticks for p in t.values()]
+    assert any(0 < f < 1 and what == "centre search" for f, what in seen), seen
+
+
+def test_stage_bar_moves_within_a_single_job(monkeypatch):
+    import io
+
+    from teravox.progress import StageBar
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    err = Tty()
+    monkeypatch.setattr(sys, "stderr", err)
+    shown = StageBar("reconstruct", 1)
+    shown.update({"reconstruct": (0.4, "reconstruct chunk 0")})
+    assert "40%" in err.getvalue() and "reconstruct · chunk 0" in err.getvalue()
+    assert "remaining" not in err.getvalue() and "<" in err.getvalue()   # tqdm's ETA field
+    shown.job_done()
+    assert "100%" in err.getvalue()
+    shown.close()

@@ -247,7 +247,7 @@ def _run_stages(plan: dict, plan_path: Path, stages_: list[graph.Stage], executo
     """Run ``stages_`` of one plan (its workdir: the plan file's directory), skipping complete
     chunks; the stage timings, the patched-pixel counts collect found, and the rotation centre
     (text, and value in raw detector columns) when collect ran."""
-    from teravox.progress import bar
+    from teravox.progress import StageBar
 
     outdir = plan_path.parent
     (outdir / "logs").mkdir(exist_ok=True)
@@ -272,9 +272,13 @@ def _run_stages(plan: dict, plan_path: Path, stages_: list[graph.Stage], executo
         t0 = time.perf_counter()
         (outdir / "timings.json").write_text(json.dumps(timings))
         if todo:
-            ticker = iter(bar(range(len(todo)), desc=prefix + stage.name, unit="job",
-                              enable=progress and len(todo) > 1, total=len(todo)))
-            results = executor.run_jobs(todo, on_done=lambda _r, t=ticker: next(t, None))
+            shown = StageBar(prefix + stage.name, len(todo), enable=progress)
+            # a local job reports its progress within (blocks, rows of the centre search)
+            within = {"on_tick": shown.update} if isinstance(executor, LocalExecutor) else {}
+            try:
+                results = executor.run_jobs(todo, on_done=lambda _r, b=shown: b.job_done(), **within)
+            finally:
+                shown.close()
             st.results = results
             failed = [r for r in results if not r.ok]
             if failed or len(results) < len(todo):

@@ -164,8 +164,9 @@ def test_run_help_is_clean():
     assert "(default: mean)" in text   # a default the help does not state itself is still given
 
 
-def test_exposure_read_with_its_units(tmp_path: Path):
+def test_exposure_read_with_its_units(tmp_path: Path, capsys):
     from teravox.io import open_scan
+    from teravox.stages import info
 
     scan = tmp_path / "e.h5"
     write_scan(scan, size="tiny", progress=False)
@@ -174,6 +175,8 @@ def test_exposure_read_with_its_units(tmp_path: Path):
     with open_scan(scan) as s:
         value = s.metadata["exposure_s"]
     assert value.value == 0.25 and "assumed s" in value.source
+    assert info.main([str(scan)]) == 0
+    assert re.search(r"exposure +250 ms", capsys.readouterr().out)
 
 
 def test_a_job_reports_its_progress_to_the_run(tmp_path):

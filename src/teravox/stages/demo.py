@@ -70,7 +70,12 @@ def _run(args: argparse.Namespace) -> int:
                            "stripe_recon": "sorting", "stripe_sm_size": 5, "memory": "2G",
                            "proj_chunks": 4, "sino_chunks": 4,
                            "keep_intermediates": args.keep_intermediates})
-    summary = run_pipeline(scan, out, params, jobs=args.jobs, progress=True)
+    try:
+        summary = run_pipeline(scan, out, params, jobs=args.jobs, progress=True)
+    except KeyboardInterrupt:
+        print(f"teravox demo: interrupted. Complete chunks in {out} are kept: rerun the same command to resume",
+              file=sys.stderr, flush=True)
+        return 130
     print(summary.table())
     corr, scale = truth_agreement(summary.volume, scan)
     print(f"middle slice vs the phantom: correlation {corr:.4f}, amplitude {scale:.3f}")

@@ -1,7 +1,7 @@
 """``teravox report --plan plan.json``: the PDF a beamline scientist opens first.
 
-Gathers a raw projection and sinogram (from the scan), the corrected ones (from
-``projections.h5``), three orthogonal slices and a histogram (from the merged
+Gathers a raw projection and sinogram (from the scan), the corrected projection and the
+sinogram as pass 2 reconstructs it (from ``projections.h5``), three orthogonal slices and a histogram (from the merged
 volume) and the run's facts, and hands them to :func:`teravox.report.write_report`.
 Reads only what it shows: strided planes, never a whole stack.
 """

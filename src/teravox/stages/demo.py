@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="teravox-demo", help="output directory (default: teravox-demo)")
     p.add_argument("--size", choices=("tiny", "small", "medium"), default="medium",
                    help="tiny 90×16×64, small 180×32×128, medium 360×64×256 (angles × rows × columns; "
-                        "default medium, about a minute on 2 cores)")
+                        "default medium, about 15 s on 2 free cores)")
     p.add_argument("--jobs", type=positive_int, default=None, help="chunk jobs at once")
     p.add_argument("--keep-intermediates", action="store_true", help="keep chunk files")
     return p

@@ -81,7 +81,7 @@ def test_pdf_exists_with_overview_and_details_pages(report):
     assert "scan-0042" in texts[0] and "2024-04-27" in texts[0]     # the title: scan and date
     assert "XY" in texts[0] and "XZ" in texts[0] and "YZ" in texts[0]
     assert "Histogram" in texts[0] and "Key facts" in texts[0]
-    assert "Raw projection" in texts[1] and "Corrected sinogram" in texts[1]
+    assert "Raw projection" in texts[1] and "as reconstructed" in texts[1]
 
 
 def test_text_names_corrections_centre_backend_input(report):

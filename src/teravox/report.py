@@ -50,6 +50,7 @@ CMAP_COST = "viridis"
 PERCENTILES = (0.5, 99.5)      # contrast limits of every image
 MAX_DISPLAY_PX = 1200          # larger images are block-averaged before drawing (PDF size)
 DPI = 200                      # resolution of the images inside the PDF
+PNG_DPI = 110                  # resolution of the pages written as PNG
 #: colour of each orthogonal slice: its frame and the line that marks it in the other two
 CUT_COLOURS = {"xy": "#e8433a", "xz": "#f2b701", "yz": "#2bb3e0"}
 #: packages whose versions a report lists
@@ -94,6 +95,14 @@ class ReportFacts:
     patched: str | None = None                   # patched pixels (flat ≤ dark, NaN/Inf), as text
     warnings: list[str] = field(default_factory=list)  # shown in red at the top of page 1
     tilt: str | None = None                      # the axis tilt: found, given or none, and whether corrected
+    center_method: str | None = None             # the automatic search's method (None: not searched)
+    center_confidence: float | None = None       # its confidence, 0 … 1
+    n_flats: int | None = None                   # flat fields read (before the projections)
+    n_flats_after: int = 0                       # flat fields read after the projections
+    n_darks: int | None = None                   # dark fields read
+    exposure_s: float | None = None              # exposure per frame, seconds (when the file says)
+    energy_kev: float | None = None
+    distance_m: float | None = None              # propagation (sample to detector) distance, metres
 
 
 @dataclass
@@ -103,7 +112,7 @@ class ReportData:
     raw_projection: np.ndarray        # (rows, columns), counts
     raw_sinogram: np.ndarray          # (angles, columns), counts
     corrected_projection: np.ndarray  # (rows, columns), see corrected_quantity
-    corrected_sinogram: np.ndarray    # (angles, columns)
+    corrected_sinogram: np.ndarray    # (angles, columns): as the backend reconstructs it
     slice_xy: np.ndarray              # volume[z, :, :] at a middle row z: (y, x)
     slice_xz: np.ndarray              # volume[::step, y, :]: (z / step, x)
     slice_yz: np.ndarray              # volume[::step, :, x]: (z / step, y)
@@ -115,6 +124,9 @@ class ReportData:
     projection_index: int | None = None   # which projection is shown
     sinogram_row: int | None = None       # which detector row the sinograms are
     corrected_quantity: str = "transmission"  # or "line_integral" (after -log)
+    sinogram_quantity: str = "line_integral"  # of corrected_sinogram
+    sinogram_angles_deg: tuple[float, float] | None = None  # its first, last angle (None: the scan's)
+    sinogram_steps: list[str] = field(default_factory=list)  # what made it from the projections
     #: True: slices and histogram hold the output's integer codes (mapped back through
     #: facts.integer_mapping); None: decided from the slices' dtype
     values_are_codes: bool | None = None
@@ -140,19 +152,22 @@ def orthogonal_slices(volume: Any, step: int = 1,
             np.asarray(volume[::step, :, x]))
 
 
-def write_report(data: ReportData, path: str | os.PathLike) -> None:
-    """Write the report PDF to ``path`` atomically (a temporary name, then a rename)."""
+def write_report(data: ReportData, path: str | os.PathLike, png: str | os.PathLike | None = None) -> None:
+    """Write the report PDF to ``path`` atomically (a temporary name, then a rename); with
+    ``png``, also each page as ``<png>_p<n>.png`` (to look at without a PDF viewer)."""
     if data.facts.date is None:   # one date on every page, and the caller's facts untouched
         data = dataclasses.replace(data, facts=_dated(data.facts))
-    _write_pdf(path, data.facts, _pages(data), f"teravox reconstruction report: {_scan_name(data.facts)}")
+    _write_pdf(path, data.facts, _pages(data), f"teravox reconstruction report: {_scan_name(data.facts)}", png)
 
 
 def _dated(facts: ReportFacts) -> ReportFacts:
     return dataclasses.replace(facts, date=facts.date or _dt.datetime.now().strftime("%Y-%m-%d %H:%M"))
 
 
-def _write_pdf(path: str | os.PathLike, facts: ReportFacts, pages: list[Any], title: str) -> None:
-    """Draw ``pages`` (one function of a Figure each) into a PDF at ``path``, atomically."""
+def _write_pdf(path: str | os.PathLike, facts: ReportFacts, pages: list[Any], title: str,
+               png: str | os.PathLike | None = None) -> None:
+    """Draw ``pages`` (one function of a Figure each) into a PDF at ``path``, atomically;
+    with ``png``, also each page as ``<png>_p<n>.png``."""
     path = Path(path)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     pdf_meta = {"Title": title, "Author": "teravox", "Subject": facts.input_file,
@@ -167,6 +182,8 @@ def _write_pdf(path: str | os.PathLike, facts: ReportFacts, pages: list[Any], ti
                     draw(fig)
                     _footer(fig, facts, number, len(pages))
                     pdf.savefig(fig, dpi=DPI)
+                    if png is not None:
+                        fig.savefig(f"{png}_p{number}.png", dpi=PNG_DPI, format="png")
         os.replace(tmp, path)
     except OSError as exc:
         _discard(tmp)
@@ -184,18 +201,18 @@ def _discard(tmp: Path) -> None:
 # -- pages ------------------------------------------------------------------------------
 
 
-_PAGE2_LINES = 18       # lines per facts column under the images of page 2
+_PAGE2_LINES = 22       # lines per facts column under the images of page 2
 _TEXT_PAGE_LINES = 40   # lines per column of a facts-only page
 
 
 def _pages(data: ReportData) -> list[Any]:
     """One drawing function per page; the facts decide how many pages there are."""
-    lines = _flow(_fact_blocks(data.facts))
+    blocks = [piece for b in _fact_blocks(data.facts) for piece in _block_lines(b)]
     pages: list[Any] = [lambda fig: _page_overview(fig, data)]
-    first, rest = _take_columns(lines, per_column=_PAGE2_LINES, columns=3)
+    first, rest = _place_blocks(blocks, per_column=_PAGE2_LINES, columns=3)
     pages.append(lambda fig: _page_corrections(fig, data, first))
-    while rest:   # facts that did not fit on page 2 continue on pages of their own
-        more, rest = _take_columns(rest, per_column=_TEXT_PAGE_LINES, columns=3)
+    while rest:   # blocks that did not fit on page 2 continue, whole, on pages of their own
+        more, rest = _place_blocks(rest, per_column=_TEXT_PAGE_LINES, columns=3)
         pages.append(lambda fig, more=more: _page_text(fig, data.facts, more))
     if data.center_search:
         pages.append(lambda fig: _page_center(fig, data))
@@ -215,6 +232,13 @@ def _page_center(fig: Figure, data: ReportData) -> None:
     draw_center_search(fig, data.center_search, facts.center, data.center_col_offset, facts.tilt or "none")
 
 
+#: a volume of this many rows or fewer gets each row as a line profile in place of the XZ /
+#: YZ images (a 2-row image at any aspect is a barcode)
+MAX_PROFILES = 8
+#: a volume flatter than this (rows / width) gets XZ and YZ stacked right of XY
+FLAT_RATIO = 0.5
+
+
 def _page_overview(fig: Figure, data: ReportData) -> None:
     facts = data.facts
     _header(fig, facts, "Reconstruction at a glance")
@@ -231,30 +255,41 @@ def _page_overview(fig: Figure, data: ReportData) -> None:
     z0, y0, x0 = data.slice_positions or (nz // 2, ny // 2, nx // 2)
     lunit, lscale = _length_unit(facts.pixel_size_m, max(nx, ny, nz))
 
-    # XY, the slice people look at first, gets the larger share of the width
-    widths = [1.35 * nx, nx, ny]
-    gs = fig.add_gridspec(1, 3, left=0.05, right=0.96, top=0.87, bottom=0.44, wspace=0.36,
-                          width_ratios=[max(w, 1) for w in widths])
+    if nz < FLAT_RATIO * max(nx, ny):
+        # a flat volume: XY large on the left, XZ and YZ stacked on the right, no blank band
+        gs = fig.add_gridspec(2, 1, left=0.55, right=0.95, top=0.87, bottom=0.53, hspace=0.6)
+        axes = [fig.add_axes((0.05, 0.40, 0.40, 0.47)), fig.add_subplot(gs[0]), fig.add_subplot(gs[1])]
+        hist_box, table_box = (0.06, 0.07, 0.36, 0.25), (0.52, 0.04, 0.46, 0.41)
+    else:
+        # XY, the slice people look at first, gets the larger share of the width
+        widths = [1.35 * nx, nx, ny]
+        gs = fig.add_gridspec(1, 3, left=0.05, right=0.96, top=0.87, bottom=0.44, wspace=0.36,
+                              width_ratios=[max(w, 1) for w in widths])
+        axes = [fig.add_subplot(gs[0, i]) for i in range(3)]
+        hist_box, table_box = (0.06, 0.075, 0.36, 0.29), (0.48, 0.04, 0.49, 0.34)
     panels = (
         ("xy", xy, f"XY — row z = {z0}", ("x", "y"), (1, 1), [("h", y0, "xz"), ("v", x0, "yz")]),
         ("xz", xz, f"XZ — y = {y0}", ("x", "z"), (1, step), [("h", z0, "xy"), ("v", x0, "yz")]),
         ("yz", yz, f"YZ — x = {x0}", ("y", "z"), (1, step), [("h", z0, "xy"), ("v", y0, "xz")]),
     )
-    for i, (key, img, title, (xl, yl), (sx, sy), cuts) in enumerate(panels):
-        ax = fig.add_subplot(gs[0, i])
+    for ax, (key, img, title, (xl, yl), (sx, sy), cuts) in zip(axes, panels, strict=True):
         extent = _extent(shapes[key], lscale, sx, sy)
+        for spine in ax.spines.values():
+            spine.set_edgecolor(CUT_COLOURS[key])
+            spine.set_linewidth(2.0)
+        if key != "xy" and nz <= MAX_PROFILES:
+            _profiles(ax, img, extent, title, f"{xl} ({lunit})", vunit, (vmin, vmax), step,
+                      (cuts[1][1] * lscale, CUT_COLOURS[cuts[1][2]]))
+            continue
         aspect = _aspect(extent)
         im = ax.imshow(img, cmap=CMAP, vmin=vmin, vmax=vmax, extent=extent,
                        interpolation="nearest", aspect=aspect)
-        ax.set_anchor("N")   # the three panels share their top edge
+        ax.set_anchor("N")   # the panels share their top edge
         ax.set_title(title + (f"  (z every {step})" if sy > 1 and step > 1 else "")
                      + ("  (stretched)" if aspect == "auto" else ""))
         _integer_ticks(ax, lunit)
         ax.set_xlabel(f"{xl} ({lunit})")
         ax.set_ylabel(f"{yl} ({lunit})")
-        for spine in ax.spines.values():
-            spine.set_edgecolor(CUT_COLOURS[key])
-            spine.set_linewidth(2.0)
         for orient, pos, other in cuts:
             where = pos * lscale
             if orient == "h":
@@ -265,10 +300,29 @@ def _page_overview(fig: Figure, data: ReportData) -> None:
             _scale_bar(ax, extent, lunit)
         _colorbar(fig, ax, im, vunit)
 
-    hist_ax = fig.add_axes((0.06, 0.075, 0.36, 0.29))
+    hist_ax = fig.add_axes(hist_box)
     _histogram(hist_ax, data.histogram[0], edges, vunit, (vmin, vmax), data, facts)
-    table_ax = fig.add_axes((0.48, 0.05, 0.49, 0.33))
+    table_ax = fig.add_axes(table_box)
     _kv_table(table_ax, _key_facts(facts), title="Key facts")
+
+
+def _profiles(ax: Axes, img: np.ndarray, extent: Sequence[float], title: str, xlabel: str, vunit: str,
+              shown: tuple[float, float], step: int, cut: tuple[float, str]) -> None:
+    """Each row of a cut through a volume of few rows as a line: values along the cut."""
+    rows = np.arange(img.shape[0])
+    edges = np.linspace(extent[0], extent[1], img.shape[1] + 1)
+    x = (edges[:-1] + edges[1:]) / 2
+    colours = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, rows.size))
+    for r, colour in zip(rows, colours, strict=True):
+        ax.plot(x, img[r], lw=0.8, color=colour, label=f"z = {r * step}")
+    ax.axvline(cut[0], color=cut[1], lw=0.7, alpha=0.8)
+    lo, hi = shown
+    ax.set_ylim(lo - 0.15 * (hi - lo), hi + 0.15 * (hi - lo))
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_title(f"{title}: {img.shape[0]} row{'s' if img.shape[0] > 1 else ''}, as profiles")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(vunit)
+    ax.legend(fontsize=6, loc="upper right", ncol=min(4, rows.size), framealpha=0.7)
 
 
 def _page_corrections(fig: Figure, data: ReportData, columns: list[list[str]]) -> None:
@@ -276,7 +330,7 @@ def _page_corrections(fig: Figure, data: ReportData, columns: list[list[str]]) -
     _header(fig, facts, "Raw and corrected data, full facts")
     lunit, lscale = _length_unit(facts.pixel_size_m, max(np.shape(data.raw_projection)))
     a0, a1 = facts.angle_range_deg
-    gs = fig.add_gridspec(2, 2, left=0.06, right=0.93, top=0.87, bottom=0.46, hspace=0.45,
+    gs = fig.add_gridspec(2, 2, left=0.06, right=0.93, top=0.875, bottom=0.50, hspace=0.55,
                           wspace=0.30)
     corrected_label = _quantity_label(data.corrected_quantity)
     pidx = "" if data.projection_index is None else f" #{data.projection_index}"
@@ -285,7 +339,8 @@ def _page_corrections(fig: Figure, data: ReportData, columns: list[list[str]]) -
         (data.raw_projection, f"Raw projection{pidx}", "counts", False),
         (data.corrected_projection, f"Corrected projection{pidx}", corrected_label, False),
         (data.raw_sinogram, f"Raw sinogram{row}", "counts", True),
-        (data.corrected_sinogram, f"Corrected sinogram{row}", corrected_label, True),
+        (data.corrected_sinogram, f"Sinogram{row} as reconstructed", _quantity_label(data.sinogram_quantity),
+         True),
     )
     for i, (img, title, unit, is_sino) in enumerate(panels):
         ax = fig.add_subplot(gs[i // 2, i % 2])
@@ -300,8 +355,9 @@ def _page_corrections(fig: Figure, data: ReportData, columns: list[list[str]]) -
         if is_sino:
             # rows are angles: the vertical axis is in degrees, from the first to the last
             n = shape[0]
-            da = (a1 - a0) / max(n - 1, 1)
-            extent = (-0.5 * lscale, (shape[1] - 0.5) * lscale, a1 + da / 2, a0 - da / 2)
+            s0, s1 = (a0, a1) if i == 2 or data.sinogram_angles_deg is None else data.sinogram_angles_deg
+            da = (s1 - s0) / max(n - 1, 1)
+            extent = (-0.5 * lscale, (shape[1] - 0.5) * lscale, s1 + da / 2, s0 - da / 2)
             aspect: Any = "auto"
             ylabel = "angle (°)"
         else:
@@ -310,7 +366,7 @@ def _page_corrections(fig: Figure, data: ReportData, columns: list[list[str]]) -
             ylabel = f"row ({lunit})"
         im = ax.imshow(shown, cmap=CMAP, vmin=vmin, vmax=vmax, extent=extent,
                        aspect=aspect, interpolation="nearest")
-        ax.set_title(title)
+        ax.set_title(title + (f" ({', '.join(data.sinogram_steps)})" if i == 3 and data.sinogram_steps else ""))
         ax.set_xlabel(f"column ({lunit})")
         ax.set_ylabel(ylabel)
         _integer_ticks(ax, lunit, y=not is_sino)
@@ -322,7 +378,7 @@ def _page_corrections(fig: Figure, data: ReportData, columns: list[list[str]]) -
         if not is_sino and data.sinogram_row is not None and 0 <= data.sinogram_row < shape[0]:
             ax.axhline(data.sinogram_row * lscale, color=CUT_COLOURS["xz"], lw=0.7, alpha=0.8)
         _colorbar(fig, ax, im, unit)
-    _text_columns(fig, columns, top=0.385, bottom=0.04, per_column=_PAGE2_LINES)
+    _text_columns(fig, columns, top=0.43, bottom=0.04, per_column=_PAGE2_LINES)
 
 
 def _page_text(fig: Figure, facts: ReportFacts, columns: list[list[str]]) -> None:
@@ -802,6 +858,27 @@ def _per_length(facts: ReportFacts, lo: float, hi: float) -> str:
     return f" ({lo / facts.pixel_size_m / 100:.3g} … {hi / facts.pixel_size_m / 100:.3g} cm⁻¹)"
 
 
+def center_text(facts: ReportFacts, digits: int = 2) -> str:
+    """The rotation centre with how it was found: the method and confidence of a search."""
+    if facts.center is None:
+        return "not set"
+    if facts.center_method:
+        conf = "" if facts.center_confidence is None else f", confidence {facts.center_confidence:.2f}"
+        return f"{facts.center:.{digits}f} px — automatic: {facts.center_method}{conf}"
+    return f"{facts.center:.{digits}f} px ({facts.center_source})"
+
+
+def _frames_text(facts: ReportFacts) -> str | None:
+    if facts.n_flats is None and facts.n_darks is None:
+        return None
+    after = f" + {facts.n_flats_after} after" if facts.n_flats_after else ""
+    return f"{facts.n_flats or 0} flats{after}, {facts.n_darks or 0} darks"
+
+
+def _distance_text(facts: ReportFacts) -> str:
+    return "not known" if facts.distance_m is None else f"{facts.distance_m * 1e3:g} mm"
+
+
 def _key_facts(facts: ReportFacts) -> list[tuple[str, str]]:
     shape = " × ".join(map(str, facts.shape))
     a0, a1 = facts.angle_range_deg
@@ -809,11 +886,19 @@ def _key_facts(facts: ReportFacts) -> list[tuple[str, str]]:
         ("Input", Path(facts.input_file).name or facts.input_file),
         ("Projections", f"{shape}  (angles × rows × columns)"),
         ("Angles", f"{facts.n_angles} over {a0:g}° … {a1:g}°"),
-        ("Rotation centre", "not set" if facts.center is None
-         else f"{facts.center:.2f} px  ({facts.center_source})"),
+    ]
+    if (frames := _frames_text(facts)) is not None:
+        rows.append(("Flats, darks", frames))
+    if facts.exposure_s is not None:
+        rows.append(("Exposure", f"{facts.exposure_s * 1e3:g} ms per frame"))
+    rows += [
+        ("Rotation centre", center_text(facts)),
         ("Axis tilt", facts.tilt or "not estimated"),
         ("Pixel size", _fmt_length(facts.pixel_size_m) if facts.pixel_size_m else "unknown (axes in pixels)"),
     ]
+    if facts.energy_kev:
+        rows.append(("Energy", f"{facts.energy_kev:g} keV"))
+    rows.append(("Propagation", _distance_text(facts)))
     if facts.volume_shape:
         rows.append(("Volume", " × ".join(map(str, facts.volume_shape)) + "  (z × y × x)"))
     rows += [
@@ -825,7 +910,7 @@ def _key_facts(facts: ReportFacts) -> list[tuple[str, str]]:
         rows.append(("Patched pixels", facts.patched))
     if facts.timings:
         rows.append(("Total time", _fmt_seconds(sum(facts.timings.values()))))
-    rows += list(facts.extra.items())
+    rows += [(k[:1].upper() + k[1:], v) for k, v in facts.extra.items()]
     return rows
 
 
@@ -837,11 +922,18 @@ def _fact_blocks(facts: ReportFacts) -> list[list[str]]:
     run += [f"projections  {' × '.join(map(str, facts.shape))} (angles × rows × columns)",
             f"angles       {facts.n_angles}, {facts.angle_range_deg[0]:g}° … {facts.angle_range_deg[1]:g}°",
             "centre       " + ("not set" if facts.center is None
-                               else f"{facts.center:.3f} px ({facts.center_source})"),
-            f"axis tilt    {facts.tilt or 'not estimated'}",
-            f"pixel size   {_fmt_length(facts.pixel_size_m) if facts.pixel_size_m else 'unknown'}",
+                               else f"{facts.center:.3f} px ({facts.center_source})")]
+    if (frames := _frames_text(facts)) is not None:
+        run.append(f"flats, darks {frames}")
+    if facts.exposure_s is not None:
+        run.append(f"exposure     {facts.exposure_s * 1e3:g} ms per frame")
+    run += [f"axis tilt    {facts.tilt or 'not estimated'}",
+            f"pixel size   {_fmt_length(facts.pixel_size_m) if facts.pixel_size_m else 'unknown'}"]
+    if facts.energy_kev:
+        run.append(f"energy       {facts.energy_kev:g} keV")
+    run += [f"propagation  {_distance_text(facts)}",
             f"backend      {facts.backend}",
-            f"output       {_output_text(facts)}"]
+            f"values       {_output_text(facts)}"]
     run += [f"{k:<12} {v}" for k, v in facts.extra.items()]
     corrections = ["Corrections and their parameters"]
     for name, params in facts.corrections:
@@ -881,57 +973,43 @@ def _wrap(line: str, width: int, hang: int = 4) -> list[str]:
     return result
 
 
-_COLUMN_CHARS = 56   # characters per line of a facts column (monospace, 7 pt, with a gutter)
-_TITLE = "\x00"      # marks a title line among the flowed lines
+_COLUMN_CHARS = 52   # characters per line of a facts column (monospace, 7 pt, with a gutter)
+_TITLE = "\x00"      # marks a title line among a column's lines
 
 
-def _flow(blocks: list[list[str]]) -> list[list[str]]:
-    """The blocks as units that stay together in a column: a title with the first item,
-    then each item with its indented continuation lines; a blank unit between blocks."""
-    units: list[list[str]] = []
-    for block in blocks:
-        if units:
-            units.append([""])
-        items: list[list[str]] = []
-        for line in block[1:]:
-            wrapped = _wrap(line, _COLUMN_CHARS)
-            if items and line.startswith(" "):
-                items[-1] += wrapped
-            else:
-                items.append(wrapped)
-        # a title keeps its first few lines with it: no title alone at a column's foot
-        head: list[str] = [_TITLE + block[0]]
-        while items and len(head) < 4:
-            head += items.pop(0)
-        units.append(head)
-        units += items
-    return units
+def _block_lines(block: list[str]) -> list[list[str]]:
+    """A titled block as the lines it takes in a column (title marked, lines wrapped, an item
+    with its indented lines together).  A block longer than a facts page's column comes back
+    in pieces cut between items, each under the title with '(continued)'."""
+    items: list[list[str]] = []
+    for line in block[1:]:
+        wrapped = _wrap(line, _COLUMN_CHARS)
+        if items and line.startswith(" "):
+            items[-1] += wrapped
+        else:
+            items.append(wrapped)
+    pieces = [[_TITLE + block[0]]]
+    for item in items:
+        if len(pieces[-1]) > 1 and len(pieces[-1]) + len(item) > _TEXT_PAGE_LINES:
+            pieces.append([f"{_TITLE}{block[0]} (continued)"])
+        pieces[-1] += item[:_TEXT_PAGE_LINES - 1]
+    return pieces
 
 
-def _take_columns(units: list[list[str]], per_column: int,
+def _place_blocks(blocks: list[list[str]], per_column: int,
                   columns: int) -> tuple[list[list[str]], list[list[str]]]:
-    """Fill up to ``columns`` columns of ``per_column`` lines with whole units where they
-    fit (a unit longer than a column is split); return (columns, units left over)."""
-    cols: list[list[str]] = []
-    units = list(units)
-    while units and len(cols) < columns:
-        col: list[str] = []
-        while units:
-            unit = units[0]
-            if col == [] and unit == [""]:
-                units.pop(0)          # no blank line at the top of a column
-                continue
-            if len(col) + len(unit) <= per_column:
-                col += units.pop(0)
-            elif not col:             # longer than a whole column: split it
-                col, units[0] = unit[:per_column], unit[per_column:]
-                break
-            else:
-                break
-        while col and col[-1] == "":
-            col.pop()
-        cols.append(col)
-    return cols, units
+    """Put each block, whole, into the first of ``columns`` columns of ``per_column`` lines
+    where it fits (a blank line between blocks); return (columns, blocks that fitted nowhere).
+    A block is never split: a section cut across columns reads as two."""
+    cols: list[list[str]] = [[] for _ in range(columns)]
+    left: list[list[str]] = []
+    for block in blocks:
+        col = next((c for c in cols if len(c) + (1 if c else 0) + len(block) <= per_column), None)
+        if col is None:
+            left.append(block)
+            continue
+        col += ([""] if col else []) + block
+    return [c for c in cols if c], left
 
 
 def _text_columns(fig: Figure, columns: list[list[str]], top: float, bottom: float,
@@ -962,7 +1040,7 @@ def _kv_table(ax: Axes, rows: list[tuple[str, str]], title: str) -> None:
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.text(0, 1.0, title, fontsize=10, weight="bold", va="bottom", transform=ax.transAxes)
-    wrapped = [(k, _wrap(v, 78, hang=0)) for k, v in rows]
+    wrapped = [(k, _wrap(v, 68, hang=0)) for k, v in rows]
     n = sum(len(v) for _, v in wrapped)
     h = min(0.095, 0.98 / max(n, 1))
     size = min(8.0, h * ax.get_position().height * A4_LANDSCAPE[1] * 72 * 0.75)

@@ -393,6 +393,15 @@ def parse_cli_value(name: str, text: str) -> Any:
     return text
 
 
+def _help_text(text: str, default: Any) -> str:
+    """A flag's help with its default, unless the text already says it or there is none."""
+    if default is None or "default" in text.lower():
+        return text
+    if isinstance(default, bool):
+        default = "on" if default else "off"
+    return f"{text} (default: {default})"
+
+
 def add_arguments(parser: Any, sections: tuple[str, ...] = SECTIONS) -> None:
     """Add one ``--flag`` per parameter to an argparse parser, grouped by section."""
     for section in sections:
@@ -415,7 +424,7 @@ def add_arguments(parser: Any, sections: tuple[str, ...] = SECTIONS) -> None:
                 metavar = "VALUE"
             extra = {"nargs": "?", "const": "true", "metavar": "BOOL"} if hint is bool else {"metavar": metavar}
             group.add_argument(flag, dest=f"param_{name}", default=None,
-                               help=f"{f.metadata['help']} (default: {default})".replace("%", "%%"), **extra)
+                               help=_help_text(f.metadata["help"], default).replace("%", "%%"), **extra)
 
 
 def from_args(args: Any, base: Params | dict[str, Any] | None = None) -> Params:

@@ -454,7 +454,8 @@ def _pick(f: h5py.File, tiers: list[list[tuple[Found, h5py.Dataset]]], what: str
 def metadata_paths(f: h5py.File, entry: str) -> dict[str, list[tuple[str, str, str]]]:
     """Where an entry keeps instrument values, as (path, kind, unit when no attribute): the
     NXbeam's incident energy or an NXmonochromator's energy (keV), an NXdetector's
-    ``x_pixel_size`` and ``distance`` (sample to detector; NeXus lengths are in metres)."""
+    ``x_pixel_size``, ``distance`` (sample to detector; NeXus lengths are in metres) and
+    ``count_time`` (the exposure, seconds)."""
     insts = _groups(f, entry, "NXinstrument") or [f"{entry}/instrument"]
 
     def inside(cls: str, default: str) -> list[str]:
@@ -465,4 +466,5 @@ def metadata_paths(f: h5py.File, entry: str) -> dict[str, list[tuple[str, str, s
     return {"energy_kev": [(f"{b}/incident_energy", "energy", "keV") for b in beams]
             + [(f"{m}/energy", "energy", "keV") for m in inside("NXmonochromator", "monochromator")],
             "pixel_size_m": [(f"{d}/x_pixel_size", "length", "m") for d in dets],
-            "distance_m": [(f"{d}/distance", "length", "m") for d in dets]}
+            "distance_m": [(f"{d}/distance", "length", "m") for d in dets],
+            "exposure_s": [(f"{d}/count_time", "time", "s") for d in dets]}

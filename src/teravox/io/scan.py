@@ -45,6 +45,10 @@ METADATA_PATHS: dict[str, list[tuple[str, str | None, str | None]]] = {
         ("/measurement/instrument/sample/setup/propagation_distance", "length", "mm"),
         ("/instrument/detector/propagation_distance", "length", "mm"),
     ],
+    "exposure_s": [
+        ("/measurement/instrument/detector/exposure_time", "time", "s"),
+        ("/instrument/detector/exposure_time", "time", "s"),
+    ],
     "center": [
         ("/measurement/instrument/rotation_center", None, None),
         ("/process/acquisition/setup/rotation_center", None, None),

@@ -14,13 +14,17 @@ ENERGY = {"kev": 1.0, "ev": 1e-3, "mev": 1e3, "j": 1.0 / 1.602176634e-16}
 ANGLE = {"deg": 1.0, "degree": 1.0, "degrees": 1.0, "rad": 57.29577951308232, "radian": 57.29577951308232,
          "radians": 57.29577951308232, "mrad": 0.05729577951308232}
 
-KINDS = {"length": LENGTH, "energy": ENERGY, "angle": ANGLE}
+#: factor to seconds
+TIME = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "msec": 1e-3, "us": 1e-6, "µs": 1e-6,
+        "μs": 1e-6, "min": 60.0}
+
+KINDS = {"length": LENGTH, "energy": ENERGY, "angle": ANGLE, "time": TIME}
 
 
 def factor(unit: str | None, kind: str, default: str) -> float:
     """Multiplier taking a value in ``unit`` (or ``default`` when None/empty) to teravox's unit.
 
-    teravox's units: metres for lengths, keV for energies, degrees for angles.
+    teravox's units: metres for lengths, keV for energies, degrees for angles, seconds for times.
     Raises ValueError for a unit it does not know.
     """
     table = KINDS[kind]

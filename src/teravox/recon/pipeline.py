@@ -107,26 +107,15 @@ def streams(params: Params) -> bool:
     return params.rings not in ("fft", "wavelet-fft")
 
 
-def reconstruct_block(block: Any, theta: np.ndarray, params: Params, geom: Geometry,
-                      quantity: str = "transmission", batch_pairs: int | None = None, *,
-                      rows: np.ndarray | None = None, tile: int | None = None,
-                      write: Writer | None = None) -> np.ndarray | None:
-    """(rows, angles, cols) of projections.h5 → (rows, n, n) float32 slices.
-
-    ``theta`` in radians.  Values: attenuation coefficient per pixel.  ``block`` (float32)
-    is overwritten (−log in place); given as a :class:`~teravox.recon.backends.base.Handover`
-    the backend frees it once filtered.  ``batch_pairs``: the plan's slice pairs per GPU
-    batch (``fourier-gpu`` only); ``tile``: the plan's tile side (``fourier``).  With
-    ``write`` the slices go there (tile by tile when :func:`streams`) and None is returned.
-    ``rows``: the block's rows of projections.h5, needed when the axis is tilted (each
-    sinogram is then moved so that its axis lies at ``geom.center``).
-    """
+def reconstructed_sinograms(block: np.ndarray, theta: np.ndarray, params: Params, geom: Geometry,
+                            quantity: str = "transmission", rows: np.ndarray | None = None
+                            ) -> tuple[np.ndarray, np.ndarray, float]:
+    """(rows, angles, cols) of projections.h5 → the sinograms the backend reconstructs (before
+    its padding: −log, tilt, 360°→180°, stripe and sinogram ring removal), their angles
+    (radians) and the rotation centre (column).  A float32 ``block`` is overwritten."""
     from teravox.recon import sinogram
-    from teravox.recon.backends import reconstruct
-    from teravox.recon.backends.base import Handover
 
-    sinos = block.take() if isinstance(block, Handover) else block
-    sinos = line_integrals(sinos, params, quantity, inplace=True)
+    sinos = line_integrals(block, params, quantity, inplace=True)
     if geom.tilt_px_per_row:
         if rows is None:
             raise ValueError("a tilted axis needs the block's rows")
@@ -144,6 +133,28 @@ def reconstruct_block(block: Any, theta: np.ndarray, params: Params, geom: Geome
         from teravox.post.rings import remove_rings_sinogram
 
         sinos = remove_rings_sinogram(sinos, snr=params.ring_snr, size=params.ring_size)
+    return sinos, theta, center
+
+
+def reconstruct_block(block: Any, theta: np.ndarray, params: Params, geom: Geometry,
+                      quantity: str = "transmission", batch_pairs: int | None = None, *,
+                      rows: np.ndarray | None = None, tile: int | None = None,
+                      write: Writer | None = None) -> np.ndarray | None:
+    """(rows, angles, cols) of projections.h5 → (rows, n, n) float32 slices.
+
+    ``theta`` in radians.  Values: attenuation coefficient per pixel.  ``block`` (float32)
+    is overwritten (−log in place); given as a :class:`~teravox.recon.backends.base.Handover`
+    the backend frees it once filtered.  ``batch_pairs``: the plan's slice pairs per GPU
+    batch (``fourier-gpu`` only); ``tile``: the plan's tile side (``fourier``).  With
+    ``write`` the slices go there (tile by tile when :func:`streams`) and None is returned.
+    ``rows``: the block's rows of projections.h5, needed when the axis is tilted (each
+    sinogram is then moved so that its axis lies at ``geom.center``).
+    """
+    from teravox.recon.backends import reconstruct
+    from teravox.recon.backends.base import Handover
+
+    sinos = block.take() if isinstance(block, Handover) else block
+    sinos, theta, center = reconstructed_sinograms(sinos, theta, params, geom, quantity, rows)
     pad = (geom.pad_width, params.pad) if geom.pad_width and params.pad != "none" else None
     sink = _MaskedWriter(write, geom.n_out, params) if write is not None and streams(params) else None
     handed = Handover(sinos)

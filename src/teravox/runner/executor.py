@@ -47,6 +47,9 @@ class JobResult:
         return self.returncode == 0
 
 
+TICK_S = 0.3  # how often running jobs' progress is read
+
+
 class Executor(Protocol):
     name: str
 
@@ -79,7 +82,11 @@ class LocalExecutor:
             self._gpus = gpu_devices()
         return list(self._gpus) or [""]
 
-    def run_jobs(self, jobs: list[Job], on_done=None) -> list[JobResult]:  # noqa: ANN001
+    def run_jobs(self, jobs: list[Job], on_done=None, on_tick=None) -> list[JobResult]:  # noqa: ANN001
+        """As :meth:`Executor.run_jobs`; with ``on_tick``, call it a few times a second with
+        the running jobs' own progress ({job name: (fraction done, what)})."""
+        from teravox.progress import PROGRESS_ENV, read_progress
+
         pending = list(jobs)
         free_gpus = self.gpu_slots() if any(j.gpus for j in jobs) else []
         parallel = self.parallel
@@ -110,12 +117,20 @@ class LocalExecutor:
                     if peak_file is not None:
                         peak_file.unlink(missing_ok=True)
                         env["TERAVOX_PEAK_FILE"] = str(peak_file)
+                    if on_tick is not None and job.log is not None:
+                        job.log.with_suffix(".progress").unlink(missing_ok=True)
+                        env[PROGRESS_ENV] = str(job.log.with_suffix(".progress"))
                     log = open(job.log, "ab") if job.log else subprocess.DEVNULL  # noqa: SIM115
                     proc = subprocess.Popen(job.argv(), stdout=log, stderr=subprocess.STDOUT, env=env)
                     running[proc.pid] = (job, proc, time.perf_counter(), log, device)
                 if not running:
                     break
-                pid, status, rusage = os.wait4(-1, 0)
+                pid, status, rusage = os.wait4(-1, 0 if on_tick is None else os.WNOHANG)
+                if pid == 0:   # none ended yet: show how far the running ones are
+                    on_tick({j.name: p for j, *_ in running.values()
+                             if j.log is not None and (p := read_progress(j.log.with_suffix(".progress")))})
+                    time.sleep(TICK_S)
+                    continue
                 if pid not in running:
                     continue
                 job, proc, t0, log, device = running.pop(pid)

@@ -49,6 +49,8 @@ class RunSummary:
     voxels: int
     patched: Patched | None = None
     sweep: Path | None = None  # the centre-sweep page, when the run stopped there
+    center: str | None = None  # the rotation centre as found or given, with how (raw detector columns)
+    center_px: float | None = None  # the centre in raw detector columns (the value --center takes)
 
     @property
     def volume(self) -> Path:
@@ -68,6 +70,8 @@ class RunSummary:
         if self.patched is not None:
             lines.append(f"patched pixels: {self.patched.text()}"
                          + ("  ← WARNING, see above" if self.patched.loud else ""))
+        if self.center is not None:
+            lines.append(f"rotation {self.center}")
         return "\n".join(lines)
 
 
@@ -186,20 +190,25 @@ def _run_locked(scan: str | Path | None, outdir: Path, params: Params, *, jobs: 
                 f"({', '.join(slots) if slots else 'no GPU found here: the jobs will say why'})")
     stages: list[StageTiming] = []
     patched = None
+    centers: list[tuple[str, float]] = []
     for k, (p_, path) in enumerate(plans):
         if level_paths:
             log(f"level {k} of {len(plans)}: {p_['name']} in {path.parent}")
         kinds = ("lateral",) if "scans" in p_ else ()
-        done, found = _run_stages(p_, path, graph.order(kinds), executor, params, progress, cpus_per_job,
-                                  time_per_job_s, log, warn, prefix=f"z{k:02d} " if level_paths else "")
+        done, found, center = _run_stages(p_, path, graph.order(kinds), executor, params, progress, cpus_per_job,
+                                          time_per_job_s, log, warn, prefix=f"z{k:02d} " if level_paths else "")
         stages += done
         patched = _add(patched, found)
+        if center is not None:
+            centers.append(((f"{p_['name']}: " if level_paths else "") + center[0], center[1]))
+    center_text = "; ".join(c for c, _ in centers) or None
+    center_px = centers[0][1] if len(centers) == 1 else None
     if params.center_sweep:  # the pages, no volume: the run stops after them
         from teravox.stages.center_sweep import page_paths
 
         return RunSummary(plan, outdir, {}, outdir / plan["outputs"]["report"], stages,
                           time.perf_counter() - t_start, raw_bytes=0, voxels=0, patched=patched,
-                          sweep=page_paths(plans[0][0])[0])
+                          sweep=page_paths(plans[0][0])[0], center=center_text, center_px=center_px)
     if level_paths:
         stages += _run_stages(plan, plan_path, [graph.BY_NAME["z-stitch"]], executor, params, progress,
                               cpus_per_job, time_per_job_s, log, warn)[0]
@@ -219,7 +228,8 @@ def _run_locked(scan: str | Path | None, outdir: Path, params: Params, *, jobs: 
     volumes = {"hdf5": outdir / plan["outputs"]["volume"]} if level_paths else volume_paths(plan, outdir)
     return RunSummary(plan, outdir, volumes, outdir / plan["outputs"]["report"],
                       stages, time.perf_counter() - t_start, raw_bytes=int(raw),
-                      voxels=int(shape[0] * shape[1] * shape[2]), patched=patched)
+                      voxels=int(shape[0] * shape[1] * shape[2]), patched=patched,
+                      center=center_text, center_px=center_px)
 
 
 def _add(a: Patched | None, b: Patched | None) -> Patched | None:
@@ -232,16 +242,19 @@ def _add(a: Patched | None, b: Patched | None) -> Patched | None:
 
 def _run_stages(plan: dict, plan_path: Path, stages_: list[graph.Stage], executor: Executor, params: Params,
                 progress: bool, cpus_per_job: int, time_per_job_s: int, log: Callable[[str], None],
-                warn: Callable[[str], None], prefix: str = "") -> tuple[list[StageTiming], Patched | None]:
+                warn: Callable[[str], None], prefix: str = ""
+                ) -> tuple[list[StageTiming], Patched | None, tuple[str, float] | None]:
     """Run ``stages_`` of one plan (its workdir: the plan file's directory), skipping complete
-    chunks; the stage timings and the patched-pixel counts collect found."""
-    from teravox.progress import bar
+    chunks; the stage timings, the patched-pixel counts collect found, and the rotation centre
+    (text, and value in raw detector columns) when collect ran."""
+    from teravox.progress import StageBar
 
     outdir = plan_path.parent
     (outdir / "logs").mkdir(exist_ok=True)
     timings: dict[str, float] = {}
     stages: list[StageTiming] = []
     patched = None
+    center = None
     for stage in stages_:
         if stage.name == "plan":
             continue
@@ -259,9 +272,13 @@ def _run_stages(plan: dict, plan_path: Path, stages_: list[graph.Stage], executo
         t0 = time.perf_counter()
         (outdir / "timings.json").write_text(json.dumps(timings))
         if todo:
-            ticker = iter(bar(range(len(todo)), desc=prefix + stage.name, unit="job",
-                              enable=progress and len(todo) > 1, total=len(todo)))
-            results = executor.run_jobs(todo, on_done=lambda _r, t=ticker: next(t, None))
+            shown = StageBar(prefix + stage.name, len(todo), enable=progress)
+            # a local job reports its progress within (blocks, rows of the centre search)
+            within = {"on_tick": shown.update} if isinstance(executor, LocalExecutor) else {}
+            try:
+                results = executor.run_jobs(todo, on_done=lambda _r, b=shown: b.job_done(), **within)
+            finally:
+                shown.close()
             st.results = results
             failed = [r for r in results if not r.ok]
             if failed or len(results) < len(todo):
@@ -281,9 +298,13 @@ def _run_stages(plan: dict, plan_path: Path, stages_: list[graph.Stage], executo
         if stage.name == "collect":
             from teravox.stages.collect import describe, output_path, read_resolved
 
-            log(f"{prefix}collect: {describe(read_resolved(output_path(plan)))}")
+            resolved = read_resolved(output_path(plan))
+            c0 = plan["selection"]["cols"][0]
+            raw = {**resolved, "center": resolved["center"] + c0}  # the columns --center takes
+            center = (describe(raw), raw["center"])
+            log(f"{prefix}collect: {center[0]}")
     (outdir / "timings.json").unlink(missing_ok=True)
-    return stages, patched
+    return stages, patched, center
 
 
 def _raise_failure(r: JobResult | None, outdir: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -56,6 +57,7 @@ def cli_entry(func: Callable[[argparse.Namespace], int | None],
             args = parser.parse_args(argv)
         except _ArgumentError as exc:
             return _fail(prog, str(exc))
+        args.command_line = list(sys.argv[1:] if argv is None else argv)  # for logs: rerun it as it was
         try:
             return int(func(args) or 0)
         except TeravoxError as exc:
@@ -75,6 +77,16 @@ def cli_entry(func: Callable[[argparse.Namespace], int | None],
             return 130
 
     return main
+
+
+def description(doc: str) -> str:
+    """A stage's ``--help`` description from its module docstring: the first paragraph after
+    its ``teravox x``: title, then the second paragraph, without reStructuredText markup."""
+    first, second = doc.split("\n\n")[:2]
+    text = first.split(": ", 1)[1] + "\n\n" + second
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text)   # :mod:`teravox.graph` → teravox.graph
+    text = text.replace("``", "")
+    return text[:1].upper() + text[1:]
 
 
 def positive_int(text: str) -> int:

@@ -25,7 +25,7 @@ from teravox.errors import ParamError, StageError
 from teravox.recon import center as cmod
 from teravox.recon.pipeline import Geometry, line_integrals, reconstruct_block
 from teravox.report_center import Sweep, write_sweep_page
-from teravox.stages._common import add_param_sources, cli_entry, resolve_params
+from teravox.stages._common import add_param_sources, cli_entry, description, resolve_params
 
 _RANGE = re.compile(r"^-?[0-9.]+:-?[0-9.]+:[0-9.]+$")
 #: without a range: the choice ± this many pixels, every pixel
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="teravox center-sweep",
         usage="teravox center-sweep (SCAN | --plan plan.json) [FROM:TO:STEP] [options]",
-        description=__doc__.split("\n\n")[0].split(": ", 1)[1] + "\n\n" + __doc__.split("\n\n")[1],
+        description=description(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  teravox center-sweep scan.h5                      the automatic centre ± 10 px\n"

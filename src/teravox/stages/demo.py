@@ -16,18 +16,18 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from teravox.stages._common import cli_entry, output_dir, positive_int
+from teravox.stages._common import cli_entry, description, output_dir, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="teravox demo",
-        description=__doc__.split("\n\n")[0].split(": ", 1)[1] + "\n\n" + __doc__.split("\n\n")[1],
+        description=description(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="teravox-demo", help="output directory (default: teravox-demo)")
     p.add_argument("--size", choices=("tiny", "small", "medium"), default="medium",
                    help="tiny 90×16×64, small 180×32×128, medium 360×64×256 (angles × rows × columns; "
-                        "default medium, about a minute on 2 cores)")
+                        "default medium, about 15 s on 2 free cores)")
     p.add_argument("--jobs", type=positive_int, default=None, help="chunk jobs at once")
     p.add_argument("--keep-intermediates", action="store_true", help="keep chunk files")
     return p
@@ -70,7 +70,12 @@ def _run(args: argparse.Namespace) -> int:
                            "stripe_recon": "sorting", "stripe_sm_size": 5, "memory": "2G",
                            "proj_chunks": 4, "sino_chunks": 4,
                            "keep_intermediates": args.keep_intermediates})
-    summary = run_pipeline(scan, out, params, jobs=args.jobs, progress=True)
+    try:
+        summary = run_pipeline(scan, out, params, jobs=args.jobs, progress=True)
+    except KeyboardInterrupt:
+        print(f"teravox demo: interrupted. Complete chunks in {out} are kept: rerun the same command to resume",
+              file=sys.stderr, flush=True)
+        return 130
     print(summary.table())
     corr, scale = truth_agreement(summary.volume, scan)
     print(f"middle slice vs the phantom: correlation {corr:.4f}, amplitude {scale:.3f}")

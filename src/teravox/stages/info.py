@@ -18,7 +18,10 @@ from teravox.stages._common import cli_entry
 
 LABELS = {"energy_kev": ("energy", "keV", 1.0), "pixel_size_m": ("pixel size", "µm", 1e6),
           "distance_m": ("propagation distance", "mm", 1e3), "center": ("rotation centre", "px", 1.0),
-          "rotation_start_deg": ("rotation start", "°", 1.0), "rotation_end_deg": ("rotation end", "°", 1.0)}
+          "rotation_start_deg": ("rotation start", "°", 1.0), "rotation_end_deg": ("rotation end", "°", 1.0),
+          "exposure_s": ("exposure", "ms", 1e3)}
+#: found when the file has them, never asked for: the run does not need them
+INFORMATIVE = ("exposure_s",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,7 +72,7 @@ def describe(path: str, params: Params | None = None) -> dict:
             "chosen": [dataclasses.asdict(c) for c in scan.choices],
             "notes": notes,
             "metadata": {k: {"value": v.value, "source": v.source} for k, v in scan.metadata.items()},
-            "missing": [k for k in METADATA_PATHS if k not in scan.metadata],
+            "missing": [k for k in METADATA_PATHS if k not in scan.metadata and k not in INFORMATIVE],
             "volume_float32_bytes": vol,
             "files_read": [dataclasses.asdict(df) for df in scan.data_files()],
         }

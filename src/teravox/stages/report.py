@@ -1,7 +1,7 @@
 """``teravox report --plan plan.json``: the PDF a beamline scientist opens first.
 
-Gathers a raw projection and sinogram (from the scan), the corrected ones (from
-``projections.h5``), three orthogonal slices and a histogram (from the merged
+Gathers a raw projection and sinogram (from the scan), the corrected projection and the
+sinogram as pass 2 reconstructs it (from ``projections.h5``), three orthogonal slices and a histogram (from the merged
 volume) and the run's facts, and hands them to :func:`teravox.report.write_report`.
 Reads only what it shows: strided planes, never a whole stack.
 """
@@ -34,6 +34,9 @@ from teravox.stages._common import cli_entry
 
 MAX_SINOGRAM_ANGLES = 720   # the report's sinograms are sub-sampled in angle beyond this
 HISTOGRAM_SLICES = 16
+#: float32 copies of the shown sinogram that pass 2's steps hold at once (stripe removal's
+#: sorted copy and result beside the line integrals; 360°→180° makes one more)
+SINOGRAM_COPIES = 4
 HISTOGRAM_VALUES = 4_000_000  # at most this many voxels, spread over the sampled slices
 #: Peak of a job on a tiny volume: Python, numpy, h5py, matplotlib and the PDF drawn.
 JOB_BASE_BYTES = 240 * 2**20
@@ -73,7 +76,8 @@ def histogram_sample(volume: h5py.Dataset, count: int = HISTOGRAM_SLICES,
 
 def peak_bytes(n_rows: int, n_cols: int, raw_itemsize: int, volume_shape: tuple[int, int, int],
                itemsize: int, n_angles: int) -> int:
-    """Peak of the report job: a raw and a corrected projection and sinogram, the slow-axis
+    """Peak of the report job: a raw and a corrected projection and sinogram (the corrected
+    one through pass 2's sinogram steps: SINOGRAM_COPIES float32 copies), the slow-axis
     planes, one strip of the XY plane per block-average and the histogram sample; the
     figures are drawn from display-sized images (in the base)."""
     from teravox.report import MAX_DISPLAY_PX
@@ -81,7 +85,7 @@ def peak_bytes(n_rows: int, n_cols: int, raw_itemsize: int, volume_shape: tuple[
     nz, ny, nx = volume_shape
     step = max(1, math.ceil(nz / 512))
     sino = min(n_angles, MAX_SINOGRAM_ANGLES) * n_cols
-    images = n_rows * n_cols * (raw_itemsize + 4) + sino * (raw_itemsize + 4)
+    images = n_rows * n_cols * (raw_itemsize + 4) + sino * (raw_itemsize + 4 * SINOGRAM_COPIES)
     planes = math.ceil(nz / step) * (ny + nx) * itemsize
     strip = math.ceil(ny / MAX_DISPLAY_PX) * nx * (itemsize + 4)
     sample = min(HISTOGRAM_VALUES, nz * ny * nx) * (itemsize + 8)
@@ -102,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timings", default=None, help="JSON file of stage timings")
     p.add_argument("--shifts", default=None,
                    help="shifts.json of stitch-align (multi-scan; default: <workdir>/shifts.json)")
+    p.add_argument("--png", default=None, metavar="PREFIX",
+                   help="also write each page as PREFIX_p<n>.png (to look at without a PDF viewer)")
     return p
 
 
@@ -137,7 +143,9 @@ def gather(plan: dict, projections: Path, volume: Path, timings: dict | None = N
         data = f["/exchange/data"]
         quantity = data.attrs.get("quantity", "transmission")
         corrected_projection = data[mid_p]
-        corrected_sinogram = data[::astep, mid_r, :]
+        row_block = data[::astep, mid_r, :][None]   # the angles shown, as the raw sinogram's
+    sino, sino_theta, sino_steps = _reconstructed_sinogram(plan, params, resolved, row_block, quantity, mid_r,
+                                                           astep)
     with open_volume(volume) as (vol, prov):
         nz = vol.shape[0]
         step = params.report_slow_axis_step or max(1, math.ceil(nz / 512))
@@ -147,17 +155,17 @@ def gather(plan: dict, projections: Path, volume: Path, timings: dict | None = N
         vshape = tuple(int(n) for n in vol.shape)
     xy = Plane(volume, z0)
     is_int = np.issubdtype(sample.dtype, np.integer)
-    lo, hi = (np.percentile(sample, [0.05, 99.95]) if not is_int else (sample.min(), sample.max() + 1))
-    hist = np.histogram(sample, bins=256 if not is_int else min(256, int(hi - lo) or 1),
-                        range=(float(lo), float(hi) if hi > lo else float(lo) + 1))
+    hist = value_histogram(sample)
     theta = np.asarray(plan["theta_deg"])
     phys = plan["physics"]
+    meta = plan["scan"].get("metadata", {})
     rng = resolved.get("dtype_range")
+    backend = _backend_text(str(prov.get("backend", params.backend)), params.backend)
+    search = resolved.get("center_search")
+    distance = phys.get("distance_m")
+    if distance is None and "distance_m" in meta:
+        distance = meta["distance_m"]["value"]
     extra = {}
-    if phys.get("energy_kev"):
-        extra["energy"] = f"{phys['energy_kev']:g} keV"
-    if phys.get("distance_m"):
-        extra["propagation distance"] = f"{phys['distance_m'] * 1e3:g} mm"
     extra["chunks"] = f"{len(plan['proj_chunks'])} projection, {len(plan['sino_chunks'])} sinogram"
     if resolved.get("side"):
         extra["half acquisition"] = f"axis at the {resolved['side']} edge"
@@ -168,9 +176,16 @@ def gather(plan: dict, projections: Path, volume: Path, timings: dict | None = N
         angle_range_deg=(float(theta[0]), float(theta[-1])),
         center=resolved["center"] + c0,
         center_source=resolved["center_how"],
+        center_method=search.get("method") if search else None,
+        center_confidence=search.get("confidence") if search else None,
         tilt=resolved.get("tilt_how"),
-        backend=str(prov.get("backend", params.backend)),
-        corrections=prep_steps(params) + recon_steps(params, quantity),
+        backend=backend,
+        corrections=[(name, {**p, "backend": backend} if name == "reconstruction" else p)
+                     for name, p in prep_steps(params) + recon_steps(params, quantity)],
+        n_flats=plan["scan"].get("n_flats"), n_flats_after=plan["scan"].get("n_flats_after") or 0,
+        n_darks=plan["scan"].get("n_darks"),
+        exposure_s=meta["exposure_s"]["value"] if "exposure_s" in meta else None,
+        energy_kev=phys.get("energy_kev"), distance_m=distance,
         output_dtype=params.dtype,
         output_range=(float(sample.min()), float(sample.max())),
         integer_mapping=tuple(rng) if (rng and params.dtype in ("uint8", "uint16")) else None,
@@ -195,11 +210,49 @@ def gather(plan: dict, projections: Path, volume: Path, timings: dict | None = N
                     "placement": doc}
         extra["scans"] = ", ".join(Path(s_["path"]).name for s_ in plan["scans"])
     return ReportData(**stitched, raw_projection=raw_projection, raw_sinogram=raw_sinogram,
-                      corrected_projection=corrected_projection, corrected_sinogram=corrected_sinogram,
+                      corrected_projection=corrected_projection, corrected_sinogram=sino,
+                      sinogram_quantity="line_integral" if params.minus_log or quantity == "line_integral"
+                      else "transmission", sinogram_angles_deg=(float(sino_theta[0]), float(sino_theta[-1])),
+                      sinogram_steps=sino_steps,
                       slice_xy=xy, slice_xz=xz, slice_yz=yz, histogram=hist, facts=facts,
                       slow_axis_step=step, projection_index=int(idx[mid_p]), sinogram_row=r0 + mid_r,
                       corrected_quantity=quantity, values_are_codes=is_int,
                       center_search=resolved.get("center_search"), center_col_offset=float(c0))
+
+
+def value_histogram(sample: np.ndarray, bins: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(counts, edges) of the volume's values: integer codes one bin per code (or per run of
+    codes beyond ``bins``), floats between robust percentiles.  Bounds are Python numbers: the
+    dtype's own arithmetic wraps (uint16 65535 + 1 is 0)."""
+    if np.issubdtype(sample.dtype, np.integer):
+        lo, hi = int(sample.min()), int(sample.max()) + 1
+        return np.histogram(sample, bins=min(bins, hi - lo), range=(lo, hi))
+    lo, hi = (float(v) for v in np.percentile(sample, [0.05, 99.95]))
+    return np.histogram(sample, bins=bins, range=(lo, hi if hi > lo else lo + 1))
+
+
+def _backend_text(ran: str, asked: str) -> str:
+    """The backend that ran, and that it was chosen automatically when it was."""
+    return f"{ran} (chosen by auto)" if asked == "auto" and ran != "auto" else ran
+
+
+def _reconstructed_sinogram(plan: dict, params, resolved: dict, block: np.ndarray, quantity: str,  # noqa: ANN001
+                            row: int, astep: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """One row of projections.h5 at every ``astep``-th angle (``block``: (1, angles, cols)) as
+    pass 2 reconstructs it: (angles, cols), its angles in degrees, and the steps that made it.
+    Stripes are constant along the angle, so their removal shows on the thinned sinogram too."""
+    from teravox.recon.pipeline import reconstructed_sinograms
+    from teravox.recon.pipeline import steps as recon_steps
+    from teravox.stages.collect import geometry
+
+    theta = np.deg2rad(np.asarray(plan["theta_deg"], dtype=np.float64))[::astep]
+    sinos, theta, _ = reconstructed_sinograms(block, theta, params, geometry(resolved), quantity,
+                                              rows=np.array([row]))
+    short = {"-log": "−log", "360° → 180° conversion": "360°→180°", "stripe removal (sinograms)": "stripes removed"}
+    done = [short[name] for name, _ in recon_steps(params, quantity) if name in short]
+    if params.rings == "sinogram":
+        done.append("rings removed")
+    return sinos[0], np.rad2deg(theta), done
 
 
 def _files_read(plan: dict) -> list[str]:
@@ -223,7 +276,7 @@ def pick_volume(plan: dict, volume: list[str | Path] | str | Path | None) -> Pat
 
 def run(plan: dict, projections: str | Path | None = None, volume: list[str | Path] | str | Path | None = None,
         output: str | Path | None = None, timings: dict | None = None,
-        shifts: str | Path | None = None) -> Path:
+        shifts: str | Path | None = None, png: str | Path | None = None) -> Path:
     from teravox.stages.collect import output_path as projections_path
 
     proj = Path(projections) if projections else projections_path(plan)
@@ -231,7 +284,7 @@ def run(plan: dict, projections: str | Path | None = None, volume: list[str | Pa
     data = gather(plan, proj, vol, timings, Path(shifts) if shifts else None)
     out = output_path(plan, output)
     try:
-        write_report(data, out)
+        write_report(data, out, png)
     finally:
         if isinstance(data.slice_xy, Plane):
             data.slice_xy.close()
@@ -271,7 +324,7 @@ def zstack_report(plan: dict, doc: dict, volume: str | Path, output: Path | None
 def _run(args: argparse.Namespace) -> int:
     plan = planmod.load(args.plan)
     timings = json.loads(Path(args.timings).read_text()) if args.timings and Path(args.timings).exists() else None
-    out = run(plan, args.projections, args.volume, args.output, timings, args.shifts)
+    out = run(plan, args.projections, args.volume, args.output, timings, args.shifts, args.png)
     print(f"wrote {out}")
     return 0
 

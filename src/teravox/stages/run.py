@@ -1,14 +1,15 @@
 """``teravox run``: a raw scan to a reconstructed volume and a PDF report, on this machine.
 
-Runs plan → preprocess × k → collect → reconstruct × j → merge → report → cleanup
-(the graph of :mod:`teravox.graph`), each chunk job in its own process, as many at
-once as cores and memory allow.  Rerunning the same command resumes: complete chunk
-outputs made from the same plan are skipped.
+Runs plan → preprocess × k → collect → reconstruct × j → merge → report → cleanup,
+each chunk job in its own process, as many at once as cores and memory allow.
+Rerunning the same command resumes: complete chunk outputs made from the same
+plan are skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from teravox.errors import ParamError
 from teravox.stages._common import (
     add_param_sources,
     cli_entry,
+    description,
     output_dir,
     positive_int,
     resolve_params,
@@ -27,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="teravox run",
         usage="teravox run (--scan SCAN | --scan-sheet FILE | --tori FILE) --out DIR [options]",
-        description=__doc__.split("\n\n")[0].split(": ", 1)[1] + "\n\n" + __doc__.split("\n\n")[1],
+        description=description(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  teravox run --scan scan.h5 --out recon/\n"
@@ -99,12 +101,19 @@ def _run(args: argparse.Namespace) -> int:
             print(f"teravox run: warning: {msg}", file=sys.stderr, flush=True)
             note(f"WARNING: {msg}")
 
-        log(f"teravox run --{'scan-sheet' if args.scan_sheet else 'scan'} {args.scan_sheet or args.scan} --out {args.out}")
+        command = command_text(args.command_line)
+        log(command)
         try:
             summary = run_pipeline(args.scan, out, params, jobs=args.jobs, force=args.force,
                                    executor=make_executor(args, out), progress=not args.no_progress,
                                    cpus_per_job=args.cpus_per_job, time_per_job_s=args.time_per_job * 60,
                                    sheet=args.scan_sheet, log=log, warn=warn)
+        except KeyboardInterrupt:
+            msg = (f"interrupted. Complete chunks in {out} are kept: rerun the same command to resume "
+                   f"(it is the first line of {logfile})")
+            note(msg)
+            print(f"teravox run: {msg}", file=sys.stderr, flush=True)
+            return 130
         except Exception as exc:
             note(f"error: {' '.join(str(exc).split())}")  # stderr gets it once, from cli_entry
             raise
@@ -115,7 +124,26 @@ def _run(args: argparse.Namespace) -> int:
             for fmt, path in summary.volumes.items():
                 log(f"volume ({fmt}): {path}")
             log(f"report: {summary.report}")
+        for line in reproduce(summary, command, params):
+            log(line)
     return 0
+
+
+def command_text(argv: list[str]) -> str:
+    """The command as typed (quoted for a shell), and the folder it ran in: its paths are relative to it."""
+    return f"teravox run {shlex.join(argv)}    # in {Path.cwd()}"
+
+
+def reproduce(summary, command: str, params) -> list[str]:  # noqa: ANN001
+    """What a user needs to redo this run: the command, the version, the parameters' file, and
+    the flag that fixes an automatic centre."""
+    from teravox import __version__
+
+    lines = [f"to reproduce: {command}", f"  with teravox {__version__}; every parameter is in "
+                                         f"{summary.outdir / 'plan.json'}"]
+    if summary.center_px is not None and "auto" in (summary.center or "") and not params.center_sweep:
+        lines.append(f"  the same centre without the search: add --center {summary.center_px:.2f}")
+    return lines
 
 
 main = cli_entry(_run, build_parser)

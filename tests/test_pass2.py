@@ -236,3 +236,24 @@ def test_tiled_job_equals_untiled_and_its_model(tmp_path):
     yy, xx = np.mgrid[:1024, :1024] - 511.5
     outside = b[:, np.hypot(xx, yy) > 0.9 * 512]
     assert (outside == outside[0, 0]).all() and (a[:, np.hypot(xx, yy) > 0.9 * 512] == outside).all()
+
+
+def test_integer_range_in_tiles_is_the_untiled_one(tmp_path):
+    """Collect's integer range reconstructs its sample slices in the plan's tiles and samples
+    them on one pixel grid, each pixel once where tiles overlap: the same percentiles as
+    from whole slices, to the NUFFT's rounding."""
+    scan = tmp_path / "r.h5"
+    write_scan(scan, n_angles=768, n_rows=4, n_cols=1024, seed=4, progress=False)
+    plan, _ = run_stages(scan, tmp_path / "w", center=511.5, dtype="uint16", sino_subchunk_rows=1)
+    params = planmod.params_of(plan)
+    resolved = collect.read_resolved(collect.output_path(plan))
+    geom = collect.geometry(resolved)
+    theta = np.deg2rad(np.asarray(plan["theta_deg"]))
+    with h5py.File(collect.output_path(plan)) as f:
+        data = f["/exchange/data"]
+        rows = collect.sample_rows(data.shape[1])
+        whole = collect.sample_range(data, theta, params, geom, "transmission", rows, tile=None)
+        tiled = collect.sample_range(data, theta, params, geom, "transmission", rows, tile=384)
+    assert list(whole) == pytest.approx(resolved["dtype_range"], rel=1e-6)  # what collect stored
+    width = whole[1] - whole[0]
+    assert width > 0 and abs(tiled[0] - whole[0]) < 1e-4 * width and abs(tiled[1] - whole[1]) < 1e-4 * width

@@ -232,18 +232,25 @@ def sample_range(data: h5py.Dataset, theta: np.ndarray, params: Params, geom: Ge
                  rows: list[int], tile: int | None = None) -> tuple[float, float]:
     """The integer output range: percentiles of a few slices reconstructed one at a time, in
     the plan's tiles (``tile``: their side; None: whole slices), each slice sampled on a
-    regular grid of at most RANGE_VALUES pixels (the same pixels whatever the tiles)."""
+    regular grid of at most RANGE_VALUES pixels, each once (the same pixels whatever the
+    tiles, which may overlap)."""
     from teravox.post.dtype import range_from_samples
 
-    step = max(1, math.ceil(geom.n_out / math.sqrt(RANGE_VALUES)))
+    n = geom.n_out
+    step = max(1, math.ceil(n / math.sqrt(RANGE_VALUES)))
     kept: list[np.ndarray] = []
+    seen = np.zeros((-(-n // step),) * 2, bool)  # grid pixels kept from this slice (tiles may overlap)
 
     def keep(_s: int, r: slice, c: slice, values: np.ndarray) -> None:
         # the grid's pixels in this tile: global rows and columns that are multiples of step
-        r0, c0 = r.start or 0, c.start or 0
-        kept.append(values[-r0 % step::step, -c0 % step::step].ravel().copy())
+        (r0, r1), (c0, c1) = (r.start or 0, r.stop or n), (c.start or 0, c.stop or n)
+        gr, gc = np.arange(-(-r0 // step), -(-r1 // step)), np.arange(-(-c0 // step), -(-c1 // step))
+        new = ~seen[np.ix_(gr, gc)]
+        kept.append(values[np.ix_(gr * step - r0, gc * step - c0)][new])
+        seen[np.ix_(gr, gc)] = True
 
     for r in rows:
+        seen[...] = False
         block = np.ascontiguousarray(data[:, r:r + 1, :].transpose(1, 0, 2))
         reconstruct_block(block, theta, params, geom, quantity, rows=np.array([r]), tile=tile, write=keep)
         del block

@@ -20,7 +20,7 @@ from teravox.cli import main as teravox
 from teravox.config import from_mapping
 from teravox.errors import InputError, PlanError
 from teravox.io import open_scan, open_scan_for, provenance
-from teravox.stages import collect, merge, preprocess, reconstruct
+from teravox.runner.inprocess import run_plan
 from teravox.synth.layouts import write_diamond, write_esrf, write_tiff
 from teravox.synth.scan import write_scan
 
@@ -39,12 +39,7 @@ def run_stages(scan: Path, work: Path, **params) -> np.ndarray:
     p = from_mapping({"threads": 1, **params})  # one thread: the same sums in the same order
     with open_scan_for(scan, p) as s:
         plan = planmod.make_plan(s, p, workdir=work)
-    for c in plan["proj_chunks"]:
-        preprocess.run_chunk(plan, c["index"])
-    collect.run(plan)
-    for c in plan["sino_chunks"]:
-        reconstruct.run_chunk(plan, c["index"])
-    with h5py.File(merge.run(plan)["hdf5"]) as f:
+    with h5py.File(run_plan(plan)["hdf5"]) as f:
         return f["/exchange/data"][()]
 
 

@@ -14,6 +14,7 @@ import pytest
 from teravox import plan as planmod
 from teravox.config import from_mapping
 from teravox.io import open_scan, provenance
+from teravox.runner.inprocess import run_plan
 from teravox.stages import collect, merge, preprocess, reconstruct
 from teravox.synth.scan import write_scan
 
@@ -22,12 +23,7 @@ def run_stages(scan: Path, work: Path, **params) -> tuple[dict, Path]:
     work.mkdir(parents=True, exist_ok=True)
     with open_scan(scan) as s:
         plan = planmod.make_plan(s, from_mapping(params), workdir=work)
-    for c in plan["proj_chunks"]:
-        preprocess.run_chunk(plan, c["index"])
-    collect.run(plan)
-    for c in plan["sino_chunks"]:
-        reconstruct.run_chunk(plan, c["index"])
-    return plan, merge.run(plan)["hdf5"]
+    return plan, run_plan(plan)["hdf5"]
 
 
 @pytest.fixture(scope="module")

@@ -189,17 +189,12 @@ def reference_volume(scan: Path, work: Path, **params) -> np.ndarray:
     from teravox import plan as planmod
     from teravox.config import from_mapping
     from teravox.io import open_scan
-    from teravox.stages import collect, merge, preprocess, reconstruct
+    from teravox.runner.inprocess import run_plan
 
     work.mkdir(parents=True)
     with open_scan(scan) as s:
         plan = planmod.make_plan(s, from_mapping(params), workdir=work)
-    for c in plan["proj_chunks"]:
-        preprocess.run_chunk(plan, c["index"])
-    collect.run(plan)
-    for c in plan["sino_chunks"]:
-        reconstruct.run_chunk(plan, c["index"])
-    with h5py.File(merge.run(plan)["hdf5"]) as f:
+    with h5py.File(run_plan(plan)["hdf5"]) as f:
         return f["/exchange/data"][()]
 
 

@@ -442,7 +442,7 @@ def make_plan(scan: Scan, params: Params, *, workdir: str | os.PathLike = ".",
         raise PlanError(f"memory: {params.memory} is too small to merge one {n_out}² slice "
                         f"(needs {_gib(merge_bytes(1))}); give --memory {_gib(merge_bytes(1))} or more")
     merge_peak = merge_bytes(merge_rows)
-    report_peak = report_stage.peak_bytes(n_r, n_c, scan.dtype.itemsize, (n_r, n_out, n_out), out_itemsize, n_p)
+    report_peak = report_stage.peak_bytes(params, n_r, n_c, scan.dtype.itemsize, (n_r, n_out, n_out), out_itemsize, n_p)
 
     name = scan_name or _scan_name(Path(scan.path))
     plan: dict[str, Any] = {

@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 
 from teravox import plan as planmod
+from teravox.config import Params
 from teravox.errors import StageError
 from teravox.io import open_scan_for
 from teravox.io.volume import open_volume, volume_paths
@@ -34,9 +35,6 @@ from teravox.stages._common import cli_entry
 
 MAX_SINOGRAM_ANGLES = 720   # the report's sinograms are sub-sampled in angle beyond this
 HISTOGRAM_SLICES = 16
-#: float32 copies of the shown sinogram that pass 2's steps hold at once (stripe removal's
-#: sorted copy and result beside the line integrals; 360°→180° makes one more)
-SINOGRAM_COPIES = 4
 HISTOGRAM_VALUES = 4_000_000  # at most this many voxels, spread over the sampled slices
 #: Peak of a job on a tiny volume: Python, numpy, h5py, matplotlib and the PDF drawn.
 JOB_BASE_BYTES = 240 * 2**20
@@ -74,18 +72,26 @@ def histogram_sample(volume: h5py.Dataset, count: int = HISTOGRAM_SLICES,
     return np.concatenate([np.asarray(volume[int(z), ::step, ::step]).ravel() for z in zs])
 
 
-def peak_bytes(n_rows: int, n_cols: int, raw_itemsize: int, volume_shape: tuple[int, int, int],
-               itemsize: int, n_angles: int) -> int:
+def sinogram_copies(params: Params) -> int:
+    """float32 copies of the shown sinogram that pass 2's steps hold at once: the line
+    integrals; stripe or sinogram ring removal's sorted copy and result beside them;
+    360°→180° one more."""
+    filtered = params.stripe_recon != "off" or params.rings == "sinogram"
+    return 1 + 2 * filtered + (params.half_acquisition != "off")
+
+
+def peak_bytes(params: Params, n_rows: int, n_cols: int, raw_itemsize: int,
+               volume_shape: tuple[int, int, int], itemsize: int, n_angles: int) -> int:
     """Peak of the report job: a raw and a corrected projection and sinogram (the corrected
-    one through pass 2's sinogram steps: SINOGRAM_COPIES float32 copies), the slow-axis
-    planes, one strip of the XY plane per block-average and the histogram sample; the
-    figures are drawn from display-sized images (in the base)."""
+    one through pass 2's sinogram steps, :func:`sinogram_copies`), the slow-axis planes, one
+    strip of the XY plane per block-average and the histogram sample; the figures are
+    drawn from display-sized images (in the base)."""
     from teravox.report import MAX_DISPLAY_PX
 
     nz, ny, nx = volume_shape
     step = max(1, math.ceil(nz / 512))
     sino = min(n_angles, MAX_SINOGRAM_ANGLES) * n_cols
-    images = n_rows * n_cols * (raw_itemsize + 4) + sino * (raw_itemsize + 4 * SINOGRAM_COPIES)
+    images = n_rows * n_cols * (raw_itemsize + 4) + sino * (raw_itemsize + 4 * sinogram_copies(params))
     planes = math.ceil(nz / step) * (ny + nx) * itemsize
     strip = math.ceil(ny / MAX_DISPLAY_PX) * nx * (itemsize + 4)
     sample = min(HISTOGRAM_VALUES, nz * ny * nx) * (itemsize + 8)

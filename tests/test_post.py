@@ -112,7 +112,7 @@ def test_fine_detail_survives_ring_removal():
 def test_rings_sinogram_option_uses_stripe_removal():
     stripes = pytest.importorskip("teravox.prep.stripes")
     assert hasattr(stripes, "remove_stripes")
-    from teravox.post.rings import fft_stripe_filter, remove_rings_sinogram
+    from teravox.post.rings import remove_rings_sinogram
 
     theta = np.linspace(0, np.pi, 360, endpoint=False)
     s = np.arange(N) - (N - 1) / 2

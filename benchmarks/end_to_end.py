@@ -14,7 +14,7 @@ first, so that the load of this shared machine hits both alike:
 - ``benchmarks/tomopy_chain.py``, the same chain in TomoPy (normalize → remove_outlier →
   retrieve_phase → minus_log → remove_stripe_based_sorting → find_center_vo → gridrec →
   remove_ring → circ_mask → uint16) with ``ncore`` = the cores here, in blocks of 256 rows
-  with 8 overlap rows (for Paganin) when the scan has more — when TomoPy imports.
+  with 32 overlap rows (for Paganin) when the scan has more — when TomoPy imports.
 
 Printed per run: wall and CPU time (``wait4`` of the whole process tree), busy cores (CPU /
 wall), the largest process's peak RSS, time per stage (teravox's summary table; the

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out", type=Path)
     p.add_argument("--ncore", type=int, default=2)
     p.add_argument("--chunk-rows", type=int, default=0, help="detector rows per block (default: all)")
-    p.add_argument("--overlap", type=int, default=8, help="rows above and below a block for Paganin")
+    p.add_argument("--overlap", type=int, default=32, help="rows above and below a block for Paganin")
     p.add_argument("--delta-beta", type=float, default=1000.0)
     p.add_argument("--outlier-dif", type=float, default=0.1)
     p.add_argument("--stripe-size", type=int, default=21)

@@ -171,8 +171,7 @@ def reconstruct_block(block: Any, theta: np.ndarray, params: Params, geom: Geome
     if params.rings in ("fft", "wavelet-fft"):
         from teravox.post.rings import remove_rings
 
-        slices = remove_rings(slices, params.rings, snr=params.ring_snr, size=params.ring_size,
-                              inplace=True, workers=threads)
+        slices = remove_rings(slices, params.rings, snr=params.ring_snr, size=params.ring_size, workers=threads)
     if params.circ_mask:
         from teravox.post.mask import circular_mask
 

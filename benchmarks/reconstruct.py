@@ -84,7 +84,8 @@ def metrics(rec: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
     return float(np.corrcoef(a, b)[0, 1]), float(a @ b / (b @ b))
 
 
-def time_backend(backend: str, n: int, slices: int, repeat: int, threads: int, pad: int = 0) -> dict:
+def time_backend(backend: str, n: int, slices: int, repeat: int, threads: int, pad: int = 0,
+                 **nufft: float) -> dict:
     sinos, theta, center, gt = phantom_data(n, slices)
     if pad:  # as the reconstruct stage pads by default: edge values, a quarter each side
         sinos = np.pad(sinos, ((0, 0), (0, 0), (pad, pad)), mode="edge")
@@ -96,17 +97,37 @@ def time_backend(backend: str, n: int, slices: int, repeat: int, threads: int, p
     best_wall = best_cpu = math.inf
     with PeakRSS() as mem:  # from before the first call: geometry, plan, workspace, result
         t0 = time.perf_counter()
-        reconstruct(sinos[:2], theta, center, backend=backend, threads=threads, n=n)  # geometry + plan
+        reconstruct(sinos[:2], theta, center, backend=backend, threads=threads, n=n, **nufft)  # geometry + plan
         setup = time.perf_counter() - t0
         for _ in range(repeat):
             c0, t0 = time.process_time(), time.perf_counter()
-            rec = reconstruct(sinos, theta, center, backend=backend, threads=threads, n=n)
+            rec = reconstruct(sinos, theta, center, backend=backend, threads=threads, n=n, **nufft)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
     corr, amp = metrics(rec[0], gt)
     return {"n": n, "angles": theta.size, "slices": slices, "setup": setup,
             "wall": best_wall / slices, "cpu": best_cpu / slices, "corr": corr, "amp": amp,
             "rss": mem.added / slices, "rss_call": mem.added}
+
+
+def time_gridrec(n: int, slices: int, repeat: int, threads: int) -> dict:
+    """TomoPy's gridrec as users call it (``tomopy.recon``, ramlak, ``ncore`` = threads) for the
+    time; its accuracy through the ``tomopy`` adapter (teravox's orientation and grid)."""
+    import tomopy
+
+    sinos, theta, center, gt = phantom_data(n, slices)
+    best_wall = best_cpu = math.inf
+    with PeakRSS() as mem:
+        for _ in range(repeat):
+            c0, t0 = time.process_time(), time.perf_counter()
+            tomopy.recon(sinos, theta.astype(np.float32), center=center, sinogram_order=True,
+                         algorithm="gridrec", filter_name="ramlak", ncore=threads)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
+    rec = reconstruct(sinos[:1], theta, center, backend="tomopy", algorithm="gridrec", threads=threads, n=n)
+    corr, amp = metrics(rec[0], gt)
+    return {"n": n, "angles": theta.size, "slices": slices, "setup": 0.0, "wall": best_wall / slices,
+            "cpu": best_cpu / slices, "corr": corr, "amp": amp, "rss": mem.added / slices}
 
 
 def time_iradon(n: int) -> dict:
@@ -140,6 +161,14 @@ def gpu_throughput(slices: int = 2048, n: int = 2048, chunk: int = 128) -> tuple
     return total, slices / total
 
 
+def _tomopy_imports() -> bool:
+    try:
+        import tomopy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backend", default="fourier", choices=["fourier", "fourier-gpu", "tomopy", "tomocupy"])
@@ -151,8 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--padded", type=int, nargs="*", default=[2048],
                    help="sizes also timed with the detector edge-padded by N/4 each side, "
                         "reconstructing N × N, as the reconstruct stage does by default (default 2048)")
+    p.add_argument("--eps", type=float, default=1e-6, help="NUFFT tolerance (fourier backends; default 1e-6)")
+    p.add_argument("--upsampfac", type=float, default=1.25, help="NUFFT upsampling (default 1.25)")
+    p.add_argument("--no-gridrec", action="store_true",
+                   help="leave out TomoPy's gridrec (timed beside the backend when TomoPy imports)")
     args = p.parse_args(argv)
     backend = resolve(args.backend)
+    nufft = {"eps": args.eps, "upsampfac": args.upsampfac} if backend.startswith("fourier") else {}
+    gridrec = not args.no_gridrec and _tomopy_imports()
     cmd = "python benchmarks/reconstruct.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     print(f"# {cmd}")
     print(f"# backend {backend}, threads {args.threads}, {os.cpu_count()} CPUs here, load average "
@@ -163,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for n in sorted(args.sizes):
         slices = args.slices if n <= 2048 else min(args.slices, 4)
-        r = time_backend(backend, n, slices, args.repeat, args.threads)
+        r = time_backend(backend, n, slices, args.repeat, args.threads, **nufft)
         rows.append(r)
         t0, n0 = rows[0]["wall"], rows[0]["n"]
         model = (n * n * math.log(n)) / (n0 * n0 * math.log(n0))
@@ -171,13 +206,22 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['cpu']:>8.3f}{r['corr']:>8.4f}{r['amp']:>7.3f}{r['rss'] / 2**20:>10.0f}"
               f"{r['wall'] / t0:>7.1f}{model:>8.1f}", flush=True)
         if n in args.padded:
-            r = time_backend(backend, n, slices, args.repeat, args.threads, pad=n // 4)
+            r = time_backend(backend, n, slices, args.repeat, args.threads, pad=n // 4, **nufft)
             print(f"{'  padded 1.5×':<14}{n:>6}{r['angles']:>7}{slices:>7}{r['setup']:>9.2f}{r['wall']:>9.3f}"
                   f"{r['cpu']:>8.3f}{r['corr']:>8.4f}{r['amp']:>7.3f}{r['rss'] / 2**20:>10.0f}", flush=True)
+        if gridrec:
+            g = time_gridrec(n, slices, args.repeat, args.threads)
+            print(f"{'TomoPy gridrec':<14}{n:>6}{g['angles']:>7}{slices:>7}{'':>9}{g['wall']:>9.3f}"
+                  f"{g['cpu']:>8.3f}{g['corr']:>8.4f}{g['amp']:>7.3f}{g['rss'] / 2**20:>10.0f}"
+                  f"{'':>7}{'':>8}  fourier/gridrec {r['wall'] / g['wall']:.2f}", flush=True)
         if n <= args.iradon_max:
             s = time_iradon(n)
             print(f"{'skimage iradon':<14}{s['n']:>6}{s['angles']:>7}{1:>7}{'':>9}{s['wall']:>9.3f}"
                   f"{s['cpu']:>8.3f}{s['corr']:>8.4f}{s['amp']:>7.3f}{s['rss'] / 2**20:>10.0f}", flush=True)
+    if gridrec:
+        print("# TomoPy gridrec: tomopy.recon(algorithm='gridrec', filter_name='ramlak', ncore=threads) for the "
+              "time; corr/amp of its slice through the tomopy adapter (teravox's grid); "
+              "fourier/gridrec: the time ratio (padded row when --padded).")
     print(f"# iradon: one slice, odd N (its axis convention), only up to N = {args.iradon_max} "
           "(it is single-threaded and slow); its time is the reference, not a tuned FBP.")
     print("# t/t0: time per slice over the smallest N's; N²logN: the same ratio of N² log N.")

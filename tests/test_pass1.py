@@ -247,3 +247,23 @@ def test_job_refuses_a_block_it_cannot_normalise(tmp_path):
                                          r"the pixels could not be normalised \(flat ≤ dark 0, NaN/Inf 384\)"):
         run_pass1(scan, tmp_path / "w", proj_chunks=2)
     assert not list((tmp_path / "w").glob("proj_0000.h5*"))
+
+
+def test_threads_change_nothing(tmp_path):
+    """Flat/dark (flats before and after, interpolated by index) and outliers run in spans of
+    projections over the job's threads: the projections and the counts are those of one thread."""
+    scan = tmp_path / "after.h5"
+    write_scan(scan, n_angles=24, n_rows=20, n_cols=48, drift=True, zingers=True, flats_after=True, seed=5,
+               progress=False)
+
+    def run(threads: int) -> tuple[np.ndarray, dict]:
+        plan, proj = run_pass1(scan, tmp_path / f"t{threads}", threads=threads, proj_chunks=1,
+                               stripe_prep="sorting", **CHUNK_FREE)
+        with h5py.File(preprocess.chunk_path(plan, 0)) as f:
+            prov = __import__("teravox.io.provenance", fromlist=["read"]).read(f)
+        with h5py.File(proj) as f:
+            return f["/exchange/data"][()], prov["guarded"]
+
+    (one, c1), (two, c2) = run(1), run(2)
+    np.testing.assert_array_equal(two, one)
+    assert c1 == c2 and c1["outlier_pixels"] > 0

@@ -9,7 +9,7 @@ from teravox.errors import ParamError
 from teravox.post.dtype import DtypeMapping, range_from_samples
 from teravox.post.mask import circular_mask
 from teravox.post.pyramid import downsample_mean, level_shapes
-from teravox.post.rings import remove_rings
+from teravox.post.rings import fft_stripe_filter, remove_rings
 
 # ---------------------------------------------------------------------------- rings
 
@@ -30,6 +30,25 @@ def ring(radius: float, amplitude: float) -> np.ndarray:
     """A ring as FBP makes one from a stripe: sharp, with negative side lobes (zero mean)."""
     d = R - radius
     return (amplitude * (1 - d**2) * np.exp(-(d**2) / 2)).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape", [(256, 260), (255, 131)])
+def test_fft_stripe_filter_is_algotoms(shape):
+    from algotom.prep.removal import remove_stripe_based_fft
+
+    rng = np.random.default_rng(2)
+    polar = (2 + 0.1 * rng.standard_normal(shape) + np.linspace(0, 1, shape[1])).astype(np.float32)
+    polar[:, shape[1] // 3] += 0.3  # a stripe
+    for kw in ({}, {"u": 10, "n": 4, "v": 2}):
+        ref = remove_stripe_based_fft(polar, **kw)
+        assert np.abs(fft_stripe_filter(polar, **kw) - ref).max() <= 2e-6 * np.abs(ref).max()
+
+
+def test_rings_threads_agree():
+    slices = np.stack([smooth_slice() + ring(40, 0.002), smooth_slice() + ring(70, -0.003),
+                       smooth_slice()])
+    one = remove_rings(slices, "fft")
+    np.testing.assert_array_equal(remove_rings(slices, "fft", workers=2), one)
 
 
 @pytest.mark.parametrize("method, factor", [("fft", 4.0), ("wavelet-fft", 8.0)])

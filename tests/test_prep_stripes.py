@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from teravox.prep.stripes import METHODS, remove_stripes
+from teravox.prep.stripes import METHODS, remove_stripes, sort_filter
 
 STRIPE_COLS = [150, 151, 250]
 
@@ -58,6 +58,26 @@ def test_off_returns_the_input_and_threads_agree(sinos):
     np.testing.assert_array_equal(remove_stripes(striped, "off"), striped)
     one = remove_stripes(striped, "sorting", sm_size=11)
     np.testing.assert_array_equal(remove_stripes(striped, "sorting", sm_size=11, workers=2), one)
+
+
+@pytest.mark.parametrize("size", [21, 5, 1])
+def test_sort_filter_is_algotoms_to_the_bit(sinos, size):
+    from algotom.prep.removal import remove_stripe_based_sorting
+
+    _, striped = sinos
+    quantised = np.round(striped[0] * 200) / 200  # many ties within each column
+    for sino in (striped[0], quantised, striped[0, :40, :9]):
+        np.testing.assert_array_equal(sort_filter(sino, size), remove_stripe_based_sorting(sino, size))
+    with pytest.raises(ValueError, match="odd"):
+        sort_filter(striped[0], 20)
+
+
+def test_sorting_equals_tomopys(sinos):
+    tomopy = pytest.importorskip("tomopy", reason="TomoPy is not installed")
+    _, striped = sinos
+    ours = remove_stripes(striped, "sorting", sm_size=21, workers=2)
+    theirs = tomopy.remove_stripe_based_sorting(striped.transpose(1, 0, 2).copy(), size=21, ncore=1)
+    np.testing.assert_array_equal(ours, theirs.transpose(1, 0, 2))
 
 
 def test_bad_arguments():

@@ -24,6 +24,7 @@ rings is changed little.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -56,6 +57,31 @@ def _polar_grids(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return to_polar, to_cart, inside
 
 
+@lru_cache(maxsize=4)
+def _butterworth(height: int, width: int, u: float, n: int, v: int) -> np.ndarray:
+    """algotom's ``make_2d_butterworth_window(width, height, u, v, n)``, ifftshifted (DC first)."""
+    from algotom.util.utility import make_2d_butterworth_window
+
+    return np.fft.ifftshift(make_2d_butterworth_window(width, height, u, v, n)).astype(np.float32)
+
+
+def fft_stripe_filter(image: np.ndarray, u: float = 20, n: int = 8, v: int = 1) -> np.ndarray:
+    """algotom's ``remove_stripe_based_fft(image, u, n, v, sort=False)`` (Raven 1998) in
+    single precision, with its window kept between calls: the same padding (the angle axis
+    by its mean, the other by its edge), window and modulus, to float32 rounding, in a
+    third of the time.  (angles, columns) float32 in and out.
+    """
+    import scipy.fft
+
+    pad = min(150, int(0.1 * min(image.shape)))
+    padded = np.pad(image, ((pad, pad), (0, 0)), mode="mean")
+    padded = np.pad(padded, ((0, 0), (pad, pad)), mode="edge")
+    freq = scipy.fft.fft2(padded.astype(np.float32), workers=1)
+    freq *= _butterworth(padded.shape[0], padded.shape[1], u, n, v)
+    out = scipy.fft.ifft2(freq, overwrite_x=True, workers=1)
+    return np.abs(out[pad: pad + image.shape[0], pad: pad + image.shape[1]])
+
+
 def _ring_estimate(img: np.ndarray, filt: Any, kw: dict[str, Any]) -> np.ndarray:
     """The rings of one slice, on the slice grid: polar image minus its stripe-filtered self."""
     to_polar, to_cart, inside = _polar_grids(img.shape[-1])
@@ -73,7 +99,7 @@ def _ring_estimate(img: np.ndarray, filt: Any, kw: dict[str, Any]) -> np.ndarray
 
 def remove_rings(
     slices: np.ndarray, method: RingMethod = "fft", *, snr: float = 3.0, size: int = 31,
-    inplace: bool = False, **kw: Any,
+    inplace: bool = False, workers: int = 1, **kw: Any,
 ) -> np.ndarray:
     """Remove rings about the slice centre from reconstructed slices ``(slices, n, n)``; float32, input units.
 
@@ -86,7 +112,9 @@ def remove_rings(
     :func:`remove_rings_sinogram`).  ``snr`` and ``size`` (pixels) are that sinogram
     method's detection ratio and window; the slice methods do not use them.
     Pixels outside the inscribed circle (radius n/2) are not changed.  With
-    ``inplace=True`` a float32 ``slices`` is overwritten.
+    ``inplace=True`` a float32 ``slices`` is overwritten.  ``workers`` slices are done at
+    once, in threads (the interpolations and FFTs release the GIL).  ``fft`` without
+    ``sort`` runs :func:`fft_stripe_filter`, algotom's filter in single precision.
     """
     del snr, size  # the slice methods have no detection ratio or window; see the docstring
     if method in ("off", "sinogram"):
@@ -106,13 +134,23 @@ def remove_rings(
         raise TypeError(f"remove_rings({method!r}) got unexpected options {sorted(unknown)}")
     if "damping" in kw:
         kw["size"] = kw.pop("damping")
+    if filt is removal.remove_stripe_based_fft and not kw.pop("sort", False):
+        filt = fft_stripe_filter
     if slices.ndim != 3 or slices.shape[1] != slices.shape[2]:
         raise ValueError(f"expected square slices (slices, n, n), got shape {slices.shape}")
 
     out = slices if (inplace and slices.dtype == np.float32) else np.empty(slices.shape, np.float32)
-    for i, img in enumerate(slices):
-        img = np.asarray(img, dtype=np.float32)
+
+    def one(i: int) -> None:
+        img = np.asarray(slices[i], dtype=np.float32)
         out[i] = img - _ring_estimate(img, filt, kw)
+
+    if workers > 1 and len(slices) > 1:
+        with ThreadPoolExecutor(min(workers, len(slices))) as pool:
+            list(pool.map(one, range(len(slices))))
+    else:
+        for i in range(len(slices)):
+            one(i)
     return out
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from teravox import resources
 from teravox.config import Params
+from teravox.parallel import for_spans
 
 
 @dataclass
@@ -124,11 +125,22 @@ def normalize_block(raw: np.ndarray, params: Params, *, flat: np.ndarray | None,
 
     counts = Counts(steps=[name for name, _ in steps(params)])
     if params.flat_dark:
-        res = flatdark.normalize(raw, flat, dark, flat_after=flat_after, indices=indices, n_total=n_total,
-                                 count_rows=count_rows, out=out)
-        counts.flat_le_dark += res.n_guarded
-        counts.nonfinite += res.n_nonfinite
-        return res.data, counts
+        raw = np.asarray(raw)
+        if out is None:
+            out = np.empty(raw.shape, np.float32)
+        if indices is None:  # the whole scan
+            indices, n_total = np.arange(raw.shape[0]), raw.shape[0]
+        found: list[tuple[int, int]] = []
+
+        def span(a: int, b: int) -> None:  # projections a..b in one of the job's threads
+            res = flatdark.normalize(raw[a:b], flat, dark, flat_after=flat_after, indices=indices[a:b],
+                                     n_total=n_total, count_rows=count_rows, out=out[a:b])
+            found.append((res.n_guarded, res.n_nonfinite))
+
+        for_spans(span, raw.shape[0], resources.threads(params.threads))
+        counts.flat_le_dark += sum(g for g, _ in found)
+        counts.nonfinite += sum(f for _, f in found)
+        return out, counts
     if out is None:
         out = np.array(raw, dtype=np.float32)
     else:
@@ -218,8 +230,14 @@ def correct_normalized(block: np.ndarray, params: Params, counts: Counts, *,
     if params.i0 == "air":
         block = i0mod.from_air(block, cols=params.i0_air_cols, level=air_level, out=block)
     if params.outliers:
-        block, n = outliers.remove_outliers(block, params.outlier_dif, params.outlier_size, inplace=True)
-        counts.outliers += n
+        replaced: list[int] = []
+
+        def span(a: int, b: int) -> None:  # projections a..b in one of the job's threads, in place
+            replaced.append(outliers.remove_outliers(block[a:b], params.outlier_dif, params.outlier_size,
+                                                     inplace=True)[1])
+
+        for_spans(span, block.shape[0], threads)
+        counts.outliers += sum(replaced)
     if params.stripe_prep != "off":  # sinogram by sinogram, in place: (rows, angles, cols) views
         sinos = block.transpose(1, 0, 2)
         stripes.remove_stripes(sinos, params.stripe_prep, snr=params.stripe_snr, la_size=params.stripe_la_size,

@@ -73,3 +73,25 @@ def check_filter(name: str) -> str:
     if name not in FILTERS:
         raise ParamError(f"filter_name: expected one of {', '.join(FILTERS)}; got {name!r}")
     return name
+
+
+def filter_rows(sinos: np.ndarray, name: str, weights: np.ndarray | None = None, *,
+                workers: int = 1) -> np.ndarray:
+    """Filtered projections: each row of ``sinos`` (…, angles, columns) convolved with the
+    ramp of :func:`rfft_filter` (``name``'s window on it), float32, same shape.
+
+    Rows are zero-padded to at least twice their length, so the circular convolution is the
+    linear one.  ``weights`` (one per angle) multiply the filtered rows, e.g. the quadrature
+    weights of :func:`teravox.recon.backends.base.angle_weights`.
+    """
+    import scipy.fft
+
+    check_filter(name)
+    columns = sinos.shape[-1]
+    length = scipy.fft.next_fast_len(2 * columns, real=True)
+    spectrum = rfft_filter(name, length).astype(np.float32)
+    if weights is not None:
+        spectrum = spectrum * np.asarray(weights, np.float32)[:, None]
+    freq = scipy.fft.rfft(np.asarray(sinos, np.float32), n=length, axis=-1, workers=workers)
+    freq *= spectrum
+    return scipy.fft.irfft(freq, n=length, axis=-1, workers=workers)[..., :columns].astype(np.float32)

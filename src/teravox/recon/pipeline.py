@@ -19,6 +19,7 @@ import numpy as np
 
 from teravox import resources
 from teravox.config import Params
+from teravox.parallel import for_spans
 
 
 @dataclass(frozen=True)
@@ -61,15 +62,25 @@ def steps(params: Params, quantity: str = "transmission") -> list[tuple[str, dic
     return out
 
 
-def line_integrals(block: np.ndarray, params: Params, quantity: str, inplace: bool = False) -> np.ndarray:
+def line_integrals(block: np.ndarray, params: Params, quantity: str, inplace: bool = False,
+                   workers: int = 1) -> np.ndarray:
     """(rows, angles, cols) projections data → line integrals (−log where needed;
-    ``inplace``: overwriting a float32 ``block``)."""
+    ``inplace``: overwriting a float32 ``block``), rows in ``workers`` threads."""
     from teravox.recon.sinogram import minus_log
 
     block = np.asarray(block, dtype=np.float32)
-    if params.minus_log and quantity == "transmission":
-        return minus_log(block, inplace=inplace)
-    return block
+    if not (params.minus_log and quantity == "transmission"):
+        return block
+    out = block if inplace else np.empty(block.shape, np.float32)
+
+    def rows(a: int, b: int) -> None:
+        if inplace:
+            minus_log(block[a:b], inplace=True)
+        else:
+            out[a:b] = minus_log(block[a:b])
+
+    for_spans(rows, block.shape[0], workers)
+    return out
 
 
 def to_180(sinos: np.ndarray, theta: np.ndarray, center: float, side: str | None
@@ -112,10 +123,12 @@ def reconstructed_sinograms(block: np.ndarray, theta: np.ndarray, params: Params
                             ) -> tuple[np.ndarray, np.ndarray, float]:
     """(rows, angles, cols) of projections.h5 → the sinograms the backend reconstructs (before
     its padding: −log, tilt, 360°→180°, stripe and sinogram ring removal), their angles
-    (radians) and the rotation centre (column).  A float32 ``block`` is overwritten."""
+    (radians) and the rotation centre (column).  A float32 ``block`` is overwritten.  Every
+    step runs in the job's threads (``params.threads``, else every core it was given)."""
     from teravox.recon import sinogram
 
-    sinos = line_integrals(block, params, quantity, inplace=True)
+    threads = resources.threads(params.threads)
+    sinos = line_integrals(block, params, quantity, inplace=True, workers=threads)
     if geom.tilt_px_per_row:
         if rows is None:
             raise ValueError("a tilted axis needs the block's rows")
@@ -128,11 +141,12 @@ def reconstructed_sinograms(block: np.ndarray, theta: np.ndarray, params: Params
         from teravox.prep.stripes import remove_stripes
 
         sinos = remove_stripes(sinos, params.stripe_recon, snr=params.stripe_snr,
-                               la_size=params.stripe_la_size, sm_size=params.stripe_sm_size)
+                               la_size=params.stripe_la_size, sm_size=params.stripe_sm_size,
+                               workers=threads)
     if params.rings == "sinogram":
         from teravox.post.rings import remove_rings_sinogram
 
-        sinos = remove_rings_sinogram(sinos, snr=params.ring_snr, size=params.ring_size)
+        sinos = remove_rings_sinogram(sinos, snr=params.ring_snr, size=params.ring_size, workers=threads)
     return sinos, theta, center
 
 
@@ -148,19 +162,21 @@ def reconstruct_block(block: Any, theta: np.ndarray, params: Params, geom: Geome
     batch (``fourier-gpu`` only); ``tile``: the plan's tile side (``fourier``).  With
     ``write`` the slices go there (tile by tile when :func:`streams`) and None is returned.
     ``rows``: the block's rows of projections.h5, needed when the axis is tilted (each
-    sinogram is then moved so that its axis lies at ``geom.center``).
+    sinogram is then moved so that its axis lies at ``geom.center``).  Every step runs in
+    the job's threads (``params.threads``, else every core it was given).
     """
     from teravox.recon.backends import reconstruct
     from teravox.recon.backends.base import Handover
 
     sinos = block.take() if isinstance(block, Handover) else block
     sinos, theta, center = reconstructed_sinograms(sinos, theta, params, geom, quantity, rows)
+    threads = resources.threads(params.threads)
     pad = (geom.pad_width, params.pad) if geom.pad_width and params.pad != "none" else None
     sink = _MaskedWriter(write, geom.n_out, params) if write is not None and streams(params) else None
     handed = Handover(sinos)
     del sinos
     slices = reconstruct(handed, theta, center, backend=params.backend, n=geom.n_out,
-                         filter_name=params.filter_name, threads=resources.threads(params.threads),
+                         filter_name=params.filter_name, threads=threads,
                          eps=params.fourier_eps, upsampfac=params.fourier_upsampfac,
                          algorithm=params.algorithm, pad=pad, batch_pairs=batch_pairs, tile=tile, out=sink)
     if sink is not None:
@@ -168,11 +184,13 @@ def reconstruct_block(block: Any, theta: np.ndarray, params: Params, geom: Geome
     if params.rings in ("fft", "wavelet-fft"):
         from teravox.post.rings import remove_rings
 
-        slices = remove_rings(slices, params.rings, snr=params.ring_snr, size=params.ring_size)
+        slices = remove_rings(slices, params.rings, snr=params.ring_snr, size=params.ring_size, workers=threads)
     if params.circ_mask:
         from teravox.post.mask import circular_mask
 
-        slices = circular_mask(slices, params.circ_mask_ratio, params.circ_mask_value, inplace=True)
+        slices = np.asarray(slices, dtype=np.float32)
+        for_spans(lambda a, b: circular_mask(slices[a:b], params.circ_mask_ratio, params.circ_mask_value,
+                                             inplace=True), slices.shape[0], threads)
     slices = np.asarray(slices, dtype=np.float32)
     if write is None:
         return slices

@@ -101,6 +101,15 @@ def _check_quantity(quantity: str) -> None:
         raise ParamError(f"quantity must be one of {_QUANTITIES}, got {quantity!r}")
 
 
+
+def _shadow(shape: Shape, theta: np.ndarray, cos_t: np.ndarray, sin_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per angle: the squared half-width of an ellipse's shadow on the detector and the
+    column of its centre (pixels), for its cross-section at full width (scaled by k² per height)."""
+    a, b, _ = shape.semi_axes
+    x0, y0, _ = shape.center
+    r2 = (a * np.cos(theta - shape.angle)) ** 2 + (b * np.sin(theta - shape.angle)) ** 2
+    return r2, x0 * cos_t + y0 * sin_t
+
 def _index_range(values: np.ndarray, lo: float, hi: float, is_sorted: bool) -> slice:
     """Slice of ``values`` that holds every value in (lo, hi); everything when unsorted."""
     if not is_sorted:
@@ -143,11 +152,7 @@ class Phantom:
             if value == 0.0:
                 continue
             a, b, _ = shape.semi_axes
-            x0, y0, _ = shape.center
-            ct = np.cos(theta - shape.angle)
-            st = np.sin(theta - shape.angle)
-            r2 = (a * ct) ** 2 + (b * st) ** 2                      # (nθ,)
-            sc = x0 * cos_t + y0 * sin_t                            # projected centre, (nθ,)
+            r2, sc = _shadow(shape, theta, cos_t, sin_t)            # (nθ,) each
             weight = (2.0 * a * b * value / r2) / offs.size ** 2    # (nθ,)
             r_max = math.sqrt(float(r2.max()))
             s_lo, s_hi = float((sc - r_max).min()), float((sc + r_max).max())
@@ -198,9 +203,7 @@ class Phantom:
             if value == 0.0:
                 continue
             a, b, _ = shape.semi_axes
-            x0, y0, _ = shape.center
-            r2 = (a * np.cos(theta - shape.angle)) ** 2 + (b * np.sin(theta - shape.angle)) ** 2
-            sc = x0 * cos_t + y0 * sin_t
+            r2, sc = _shadow(shape, theta, cos_t, sin_t)
             k2 = np.clip(shape.k2(z), 0.0, None)
             for i in range(theta.size):
                 inner = k2 * r2[i] - (s - sc[i]) ** 2

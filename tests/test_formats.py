@@ -27,6 +27,7 @@ from teravox.io import open_scan, volume
 from teravox.io.atomic import remove_stale
 from teravox.post.pyramid import level_shapes
 from teravox.report import orthogonal_slices
+from teravox.runner.inprocess import run_plan
 from teravox.runner.pipeline import run_pipeline
 from teravox.stages import collect, merge, preprocess, reconstruct
 from teravox.synth.scan import write_scan
@@ -41,12 +42,7 @@ def stages(scan: Path, work: Path, **params) -> tuple[dict, dict[str, Path]]:
     with open_scan(scan) as s:
         plan = planmod.make_plan(s, from_mapping(params), workdir=work)
     planmod.save(plan, work / "plan.json")
-    for c in plan["proj_chunks"]:
-        preprocess.run_chunk(plan, c["index"])
-    collect.run(plan)
-    for c in plan["sino_chunks"]:
-        reconstruct.run_chunk(plan, c["index"])
-    return plan, merge.run(plan)
+    return plan, run_plan(plan)
 
 
 @pytest.fixture(scope="module")

@@ -41,14 +41,14 @@ JOB_BASE_BYTES = 240 * 2**20
 
 
 class Plane:
-    """One z-plane of a volume (any format), read only where indexed (the volume stays open
-    until :meth:`close`): the report draws it block-averaged, strip by strip
-    (:func:`teravox.report._display`), so a 24608² plane is never read whole."""
+    """The middle z-plane of a volume (any format), read only where indexed (the volume, and
+    its ``provenance``, stay open until :meth:`close`): the report draws it block-averaged,
+    strip by strip (:func:`teravox.report._display`), so a 24608² plane is never read whole."""
 
-    def __init__(self, path: str | Path, z: int):
+    def __init__(self, path: str | Path):
         self._open = contextlib.ExitStack()
-        self.volume, _ = self._open.enter_context(open_volume(path))
-        self.z = z
+        self.volume, self.provenance = self._open.enter_context(open_volume(path))
+        self.z = self.volume.shape[0] // 2
         self.shape = tuple(self.volume.shape[1:])
         self.dtype = self.volume.dtype
 
@@ -152,14 +152,18 @@ def gather(plan: dict, projections: Path, volume: Path, timings: dict | None = N
         row_block = data[::astep, mid_r, :][None]   # the angles shown, as the raw sinogram's
     sino, sino_theta, sino_steps = _reconstructed_sinogram(plan, params, resolved, row_block, quantity, mid_r,
                                                            astep)
-    with open_volume(volume) as (vol, prov):
+    xy = Plane(volume)  # open until the report is written (run closes it)
+    try:
+        vol, prov = xy.volume, xy.provenance
         nz = vol.shape[0]
         step = params.report_slow_axis_step or max(1, math.ceil(nz / 512))
-        z0, y0, x0 = nz // 2, vol.shape[1] // 2, vol.shape[2] // 2
+        y0, x0 = vol.shape[1] // 2, vol.shape[2] // 2
         xz, yz = np.asarray(vol[::step, y0, :]), np.asarray(vol[::step, :, x0])
         sample = histogram_sample(vol)
         vshape = tuple(int(n) for n in vol.shape)
-    xy = Plane(volume, z0)
+    except BaseException:
+        xy.close()
+        raise
     is_int = np.issubdtype(sample.dtype, np.integer)
     hist = value_histogram(sample)
     theta = np.asarray(plan["theta_deg"])

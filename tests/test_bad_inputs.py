@@ -214,6 +214,8 @@ CASES: dict[str, Case] = {
                                  expect=("i0_air_cols", "does not select anything in 0..16")),
     "memory-zero": Case("more", args=["--memory", "0"], expect=("memory", "not a usable size")),
     "fourier-eps-zero": Case("more", args=["--fourier-eps", "0"], expect=("fourier_eps must be positive",)),
+    "fourier-eps-below-single-precision": Case("more", args=["--fourier-eps", "1e-9"],
+                                               expect=("fourier_eps is a relative tolerance in", "got 1e-09")),
     "cpus-per-job-zero": Case("more", args=["--cpus-per-job", "0"], expect=("--cpus-per-job", "at least 1")),
     "image-key-float": Case("more", lambda g, d: edit(g, d / "nx.h5", lambda f: [replace(
         f, path, f["/entry/instrument/detector/image_key"][()].astype(float))

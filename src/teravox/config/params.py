@@ -317,8 +317,10 @@ def validate(p: Params, source: str = "parameters") -> None:
             value = getattr(p, name)
             if value is not None and not ok(value):
                 raise ParamError(f"{source}: {name} must be {what}, got {value}")
-    if p.fourier_eps >= 1:
-        raise ParamError(f"{source}: fourier_eps is a relative tolerance below 1 (e.g. 1e-6), got {p.fourier_eps}")
+    if not 1e-7 <= p.fourier_eps < 1:
+        # the NUFFTs run in single precision: the backend refuses below 1e-7, after pass 1
+        raise ParamError(f"{source}: fourier_eps is a relative tolerance in [1e-7, 1) (e.g. 1e-6), "
+                         f"got {p.fourier_eps}")
     if p.dtype_range is not None and (len(p.dtype_range) != 2 or p.dtype_range[0] >= p.dtype_range[1]):
         raise ParamError(f"{source}: dtype_range must be [min, max] with min < max, got {shown(p.dtype_range)}")
     lo_hi = p.dtype_percentiles

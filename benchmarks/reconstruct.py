@@ -34,6 +34,7 @@ import numpy as np
 import psutil
 
 from teravox.recon.backends import reconstruct, resolve
+from teravox.resources import reuse_freed_memory
 from teravox.synth.phantom import default_phantom
 
 
@@ -185,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-gridrec", action="store_true",
                    help="leave out TomoPy's gridrec (timed beside the backend when TomoPy imports)")
     args = p.parse_args(argv)
+    # as the reconstruct job does (untiled): freed arrays serve the next call, for every method
+    reuse_freed_memory()
     backend = resolve(args.backend)
     nufft = {"eps": args.eps, "upsampfac": args.upsampfac} if backend.startswith("fourier") else {}
     gridrec = not args.no_gridrec and _tomopy_imports()

@@ -72,7 +72,7 @@ class _Stream:
 def _fake_modules(monkeypatch, free: int = 8 * 2**30) -> list[int]:
     """Stand-ins for CuPy and cufinufft; returns the list of device allocations (bytes)
     that the driver makes through them, cufinufft's fine grids and point sort included."""
-    import finufft
+    from teravox.recon.backends import fourier_nufft
 
     allocated: list[int] = []
 
@@ -92,9 +92,12 @@ def _fake_modules(monkeypatch, free: int = 8 * 2**30) -> list[int]:
     cupyx = types.SimpleNamespace(empty_pinned=lambda shape, dtype: np.empty(shape, dtype))
 
     class Plan:
+        """cufinufft's type-1 plan, as the CPU backend's NUFFT with one thread (so that
+        both backends' slices can be compared bit for bit)."""
+
         def __init__(self, kind, modes, n_trans, eps, isign, dtype, upsampfac, gpu_stream):
-            self._plan = finufft.Plan(kind, modes, n_trans=n_trans, eps=eps, isign=isign,
-                                      dtype=dtype, upsampfac=upsampfac, nthreads=1)
+            assert kind == 1 and isign == 1 and dtype == "complex64"
+            self._args = (tuple(modes), eps, upsampfac)
             # cufinufft's fine grids: n_trans complex64 grids of about σn + kernel width a side
             side = [int(np.ceil(upsampfac * m)) + 16 for m in modes]
             allocated.append(n_trans * side[0] * side[1] * 8)
@@ -102,10 +105,12 @@ def _fake_modules(monkeypatch, free: int = 8 * 2**30) -> list[int]:
         def setpts(self, x, y):
             self._x, self._y = np.asarray(x), np.asarray(y)
             allocated.append(self._x.size * 8)  # its sort: two int32 indices per point
-            self._plan.setpts(self._x, self._y)
+            modes, eps, upsampfac = self._args
+            self._plan = fourier_nufft.Type1(modes, self._x, self._y, eps, upsampfac, 1)
 
         def execute(self, data, out):
-            self._plan.execute(np.asarray(data), out=np.asarray(out))
+            for c, image in zip(np.asarray(data), np.asarray(out), strict=True):
+                self._plan.execute(c, image)
             return out
 
     cufinufft = types.SimpleNamespace(Plan=Plan)

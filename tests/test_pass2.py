@@ -45,9 +45,10 @@ def test_volume_independent_of_chunking(scan, tmp_path):
     a, b, c = read(one), read(four), read(odd)
     rng = float(a.max() - a.min())
     assert a.shape == (12, 64, 64) and np.isfinite(a).all()
-    # the same slice pairs, batched differently through the NUFFT (its threads split the
-    # work by batch): within the NUFFT's tolerance (fourier_eps 1e-6), measured up to 1.4e-6
-    assert np.max(np.abs(a - b)) <= 5e-6 * rng
+    # the same slice pairs, spread by one-thread NUFFTs side by side (twelve slices: six
+    # pairs in two lanes) or by a two-thread one (subchunks of one pair): the float32 sums
+    # run in another order, measured 1.5e-5 of the range (a geometry error is ~1e-2)
+    assert np.max(np.abs(a - b)) <= 5e-5 * rng
     # one-slice subchunks transform each slice alone, on half-lines: the single-precision
     # NUFFT's rounding (measured 0.6–1.8e-5 of the range per slice; a geometry error is ~1e-2)
     assert np.max(np.abs(a - c)) <= 5e-5 * rng

@@ -83,7 +83,7 @@ def peak_bytes(params: Params, *, rows: int, n_angles: int, n_cols: int, n_out: 
     if backend == "fourier":
         mem = fourier.memory(m, width, n_out, rows, center=center, pad_width=pad_width, tile=tile,
                              upsampfac=params.fourier_upsampfac, threads=threads, deviation=deviation,
-                             out_given=not whole)
+                             out_given=not whole, sink=not whole)
         transform = mem.peak(sinos) + (mem.grids if subchunks > 1 and not mem.tiled else 0)
     elif backend == "fourier-gpu":
         from teravox.recon.backends import fourier_gpu

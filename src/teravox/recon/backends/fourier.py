@@ -45,8 +45,13 @@ points of a pair, instead of a pair with a zero slice.
    of length K replace 2·angles points by K; a third fewer NUFFT points at 1.5·n
    angles, exact to the Bessel tail (guard chosen for ~1e-6), and no data are dropped
    (the low-pass averages all angles, so noise is not amplified).
-5. One batched finufft type-1 plan (single precision, n_trans = slice pairs of a batch)
-   whose points are set once and cached with the geometry for the next call.
+5. One type-1 NUFFT per pair (:class:`~teravox.recon.backends.fourier_nufft.Type1`:
+   finufft's single-precision spreading, scipy's FFT), whose points are set once and
+   cached with the geometry for the next call.
+
+The pairs of a call are shared out to lanes (:func:`lanes_for`): each lane runs steps 1-5
+of one pair at a time in its own threads, so that no core waits on another's share of a
+step, and lanes write their slices as they finish them.
 
 **Tiles** (``tile``: the largest tile side in pixels; the plan sets it from the memory
 budget).  A whole slice needs its n × n image, its fine grid and ~angles × L_w
@@ -100,6 +105,7 @@ from teravox.recon.backends.fourier_layout import (
     tile_line,
     whole_window,
 )
+from teravox.recon.backends.fourier_nufft import Type1, fine_len
 
 __all__ = ["FourierBackend", "Layout", "Memory", "Ops", "clear_cache", "exact_radius", "layout_bounds",
            "make_layout", "memory", "reconstruct", "resample_low", "spectra_block", "tile_for", "angle_deviation"]
@@ -107,9 +113,6 @@ __all__ = ["FourierBackend", "Layout", "Memory", "Ops", "clear_cache", "exact_ra
 # Projection rows per task of steps 1-3: the working row buffers (complex, padded
 # length) stay a few MiB, so they live in cache, and threads share out the blocks.
 _ANGLE_BLOCK = 128
-# Byte cap on one batch's NUFFT buffers (coefficients + finufft fine grid + output).
-_BATCH_BYTES = 512 * 2**20
-_MAX_PAIRS = 2  # measured: 4 pairs per execute save ~1 % more time than 2, at 2× the buffers
 # Geometries (points, factors, plans) kept between calls: a stage calls reconstruct
 # once per subchunk with the same angles and centre; one layout for pairs, one for a
 # single slice.
@@ -374,12 +377,12 @@ class Geometry:
 
 
 class _Cached:
-    """A layout, its device-free arrays and its finufft plan, guarded by a lock."""
+    """A layout, its device-free arrays and its finufft plans (one per lane), guarded by a lock."""
 
     def __init__(self, layout: Layout):
         self.layout = layout
         self.arrs = layout.arrays()
-        self.plan: Any = None
+        self.plans: list[Any] = []
         self.plan_key: tuple | None = None
         self.lock = threading.Lock()
 
@@ -396,39 +399,16 @@ def clear_cache() -> None:
     _cache.clear()
 
 
-def fine_len(n: int, upsampfac: float) -> int:
-    """finufft's fine-grid side for n modes: the smallest even 2,3,5-smooth ≥ σ·n."""
-    target = max(2 * math.ceil(upsampfac * n / 2), 16)
-    while True:
-        m = target
-        for p in (2, 3, 5):
-            while m % p == 0:
-                m //= p
-        if m == 1:
-            return target
-        target += 2
-
-
 def _fine_grid_bytes(n: int, upsampfac: float) -> int:
     return fine_len(n, upsampfac) ** 2 * 8
 
 
 def _execute_bytes(n: int, upsampfac: float) -> int:
-    """What one finufft execute allocates for a slice pair: its fine grid, and the
-    spreaders' and the FFT's buffers (measured in jobs: a fifth of the grid more, 4 MiB
-    at a 2560² grid, 27 MiB at 4096²)."""
+    """What one NUFFT execute (:class:`fourier_nufft.Type1`) allocates for a slice pair:
+    its fine grid, and finufft's spreading buffers beside it (half a grid more in whole
+    calls, tests/test_backends.py::test_memory_model_holds; on a fresh heap up to 1.7)."""
     grid = _fine_grid_bytes(n, upsampfac)
-    return grid + grid // 5
-
-
-def pairs_per_batch(n_points: int, n: int, n_pairs: int, upsampfac: float) -> int:
-    """Slice pairs per NUFFT execute: within the byte cap, and dividing ``n_pairs`` so
-    that no execute transforms padding (batching gains only a few per cent)."""
-    per_pair = n_points * 8 + _fine_grid_bytes(n, upsampfac) + n * n * 8
-    batch = int(max(1, min(n_pairs, _MAX_PAIRS, _BATCH_BYTES // per_pair)))
-    while n_pairs % batch:
-        batch -= 1
-    return batch
+    return grid + grid // 2
 
 
 def check_nufft_params(eps: float, upsampfac: float) -> None:
@@ -465,25 +445,21 @@ def geometry(data_shape: tuple[int, ...], theta: np.ndarray, center: float, n: i
                     (int(width), mode) if width else None)
 
 
-def _new_plan(shape: tuple[int, int], n_trans: int, eps: float, upsampfac: float, threads: int,
-              lay: Layout) -> Any:
-    import finufft
-
-    plan = finufft.Plan(1, shape, n_trans=n_trans, eps=eps, isign=1, dtype="complex64",
-                        nthreads=threads, upsampfac=upsampfac, showwarn=0)
-    # finufft's first coordinate indexes the first output axis: y, x gives img[iy, ix].
-    plan.setpts(lay.y, lay.x)
-    return plan
+def _new_plan(shape: tuple[int, int], eps: float, upsampfac: float, threads: int, lay: Layout) -> Type1:
+    # the first coordinate indexes the first output axis: y, x gives img[iy, ix]
+    return Type1(shape, lay.y, lay.x, eps, upsampfac, threads)
 
 
-def _plan(entry: _Cached, n_trans: int, eps: float, upsampfac: float, threads: int) -> Any:
-    key = (n_trans, eps, upsampfac, threads)
+def _plans(entry: _Cached, count: int, eps: float, upsampfac: float, threads: int) -> list[Type1]:
+    """``count`` plans of the entry's layout (one per lane), cached with it."""
+    key = (eps, upsampfac, threads)
     if entry.plan_key != key:
-        lay = entry.layout
-        entry.plan = None  # free the old plan's sorted points first
-        entry.plan = _new_plan((lay.n, lay.n), n_trans, eps, upsampfac, threads, lay)
+        entry.plans = []  # free the old plans' sorted points first
         entry.plan_key = key
-    return entry.plan
+    lay = entry.layout
+    while len(entry.plans) < count:
+        entry.plans.append(_new_plan((lay.n, lay.n), eps, upsampfac, threads, lay))
+    return entry.plans[:count]
 
 
 def _blocks(m: int) -> list[tuple[int, int]]:
@@ -513,47 +489,87 @@ def _circle_buffers(lay: Layout) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _whole(data: np.ndarray, geo: Geometry, out: Any, eps: float, upsampfac: float, workers: int) -> None:
-    """Untiled: slice pairs in batches of one cached NUFFT plan; an odd last slice alone."""
+    """Untiled: slice pairs in lanes of cached NUFFT plans; an odd last slice alone."""
     n_slices = data.shape[0]
     paired = n_slices - n_slices % 2
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        if paired:
-            _whole_run(pool, _cached_layout(geo, False), data[:paired], 0, out, eps, upsampfac, workers)
-        if paired < n_slices:
-            _whole_run(pool, _cached_layout(geo, True), data[paired:], paired, out, eps, upsampfac, workers)
+    if paired:
+        _whole_run(_cached_layout(geo, False), data[:paired], 0, out, eps, upsampfac, workers)
+    if paired < n_slices:
+        _whole_run(_cached_layout(geo, True), data[paired:], paired, out, eps, upsampfac, workers)
 
 
-def _whole_run(pool: ThreadPoolExecutor, entry: _Cached, data: np.ndarray, s_first: int, out: Any,
-               eps: float, upsampfac: float, workers: int) -> None:
-    """Whole slices of one layout (pairs, or one slice alone), written from slice ``s_first``."""
-    lay, n = entry.layout, entry.layout.n
+def lanes_for(groups: int, workers: int) -> int:
+    """Slice pairs transformed side by side, each in its own lane of ``workers // lanes``
+    threads: a lane's FFTs, spreading and output are sequential, so no core waits on
+    another's part of a step (measured at 2048², 8 slices, 2 cores: two one-thread lanes
+    take 0.75× the time of one pair at a time on two threads)."""
+    return max(1, min(workers, groups))
+
+
+class _Lane:
+    """One lane's buffers: a group's coefficients, circles and image, its NUFFT plan, its
+    threads' rows and a float32 slice for outputs that are not arrays."""
+
+    def __init__(self, lay: Layout, plan: Type1, out: Any):
+        self.plan = plan
+        self.circle, self.dc = _circle_buffers(lay)
+        self.coef = np.empty(lay.n_points, dtype=np.complex64)
+        self.image = np.empty((lay.n, lay.n), dtype=np.complex64)
+        self.emit_buf = None if isinstance(out, np.ndarray) else np.empty((lay.n, lay.n), np.float32)
+        self.scratch = Scratch()  # its threads' row buffers, kept for its next groups
+
+
+def _whole_run(entry: _Cached, data: np.ndarray, s_first: int, out: Any, eps: float, upsampfac: float,
+               workers: int) -> None:
+    """Whole slices of one layout (pairs, or one slice alone), written from slice ``s_first``:
+    the groups (pairs or the slice) shared out to :func:`lanes_for` lanes."""
+    lay = entry.layout
     per = 1 if lay.half else 2
-    n_groups = data.shape[0] // per
-    batch = 1 if lay.half else pairs_per_batch(lay.n_points, n, n_groups, upsampfac)
-    ops, ops_wide, scratch = Ops(np, sfft, workers=1), Ops(np, sfft, workers=workers), Scratch()
-    blocks = _blocks(lay.n_angles)
-    whole = Tile(0, n, 0, n)
+    lanes = lanes_for(data.shape[0] // per, workers)
+    sub = max(1, workers // lanes)
+    groups = iter(range(0, data.shape[0], per))
+    take = threading.Lock()
+
+    def next_group() -> int | None:
+        with take:
+            return next(groups, None)
+
+    def run(lane: _Lane) -> None:
+        pool = ThreadPoolExecutor(max_workers=sub) if sub > 1 else None
+        try:
+            while (s0 := next_group()) is not None:
+                _transform_group(pool, lane, entry, data[s0: s0 + per], s_first + s0, out, sub)
+        finally:
+            if pool is not None:
+                pool.shutdown()
+
     with entry.lock:
-        plan = _plan(entry, batch, eps, upsampfac, workers)
-        circle, dc = _circle_buffers(lay)
-        coef = np.empty((batch, lay.n_points), dtype=np.complex64)
-        image = np.empty((batch, n, n), dtype=np.complex64)
-        for g0 in range(0, n_groups, batch):
-            for b in range(batch):
-                group, vec = data[per * (g0 + b): per * (g0 + b + 1)], coef[b]
+        states = [_Lane(lay, plan, out) for plan in _plans(entry, lanes, eps, upsampfac, sub)]
+        if lanes == 1:
+            run(states[0])
+        else:
+            with ThreadPoolExecutor(max_workers=lanes) as lane_pool:
+                list(lane_pool.map(run, states))
 
-                def task(block: tuple[int, int], group: np.ndarray = group, vec: np.ndarray = vec) -> None:
-                    spectra_block(ops, lay, entry.arrs, group, *block, scratch.get("z", lay.pad_len), vec,
-                                  circle, dc)
 
-                list(pool.map(task, blocks))
-                resample_low(ops_wide, lay, circle, dc, vec)
-            plan.execute(coef, out=image)
-            for b in range(batch):
-                s0 = s_first + per * (g0 + b)
-                _emit(out, s0, whole, image[b].real, lay.reach)
-                if not lay.half:
-                    _emit(out, s0 + 1, whole, image[b].imag, lay.reach)
+def _transform_group(pool: ThreadPoolExecutor | None, lane: _Lane, entry: _Cached, group: np.ndarray, s0: int,
+                     out: Any, workers: int) -> None:
+    """Steps 1-5 for one group (a pair, or a slice alone), written as slice ``s0`` (and ``s0 + 1``)."""
+    lay = entry.layout
+    ops, ops_wide, scratch = Ops(np, sfft, workers=1), Ops(np, sfft, workers=workers), lane.scratch
+
+    def task(block: tuple[int, int]) -> None:
+        spectra_block(ops, lay, entry.arrs, group, *block, scratch.get("z", lay.pad_len), lane.coef,
+                      lane.circle, lane.dc)
+
+    blocks = _blocks(lay.n_angles)
+    list(pool.map(task, blocks) if pool is not None else map(task, blocks))
+    resample_low(ops_wide, lay, lane.circle, lane.dc, lane.coef)
+    lane.plan.execute(lane.coef, lane.image)
+    whole = Tile(0, lay.n, 0, lay.n)
+    _emit(out, s0, whole, lane.image.real, lay.reach, lane.emit_buf)
+    if not lay.half:
+        _emit(out, s0 + 1, whole, lane.image.imag, lay.reach, lane.emit_buf)
 
 
 def _tiled(holder: base.Handover, geo: Geometry, size: int, out: Any, eps: float, workers: int) -> None:
@@ -595,7 +611,7 @@ def _tiles(pool: ThreadPoolExecutor, lay: Layout, line: np.ndarray, t: int, tile
            theta: np.ndarray, s0: int, out: Any, eps: float, workers: int) -> None:
     """Steps 3-5 per tile, writing slice ``s0`` (and ``s0 + 1`` for a pair) of ``out``.
 
-    Everything a tile needs is allocated once, before the first NUFFT: finufft allocates
+    Everything a tile needs is allocated once, before the first NUFFT: the NUFFT allocates
     its fine grid for each execute and frees it after, and with the jobs' malloc settings
     (resources.reuse_freed_memory) an array allocated between two executes could split
     that free block and make the next grid extend the heap."""
@@ -604,19 +620,19 @@ def _tiles(pool: ThreadPoolExecutor, lay: Layout, line: np.ndarray, t: int, tile
     arrs["crop_start"] = np.empty(lay.n_angles, np.int64)
     arrs["frac"] = np.empty(lay.n_angles, np.float32)
     reach = np.empty((t, 2), np.int64)
-    plan = _new_plan((t, t), 1, eps, TILE_UPSAMPFAC, workers, lay)
+    plan = _new_plan((t, t), eps, TILE_UPSAMPFAC, workers, lay)
     circle, dc = _circle_buffers(lay)
-    coef = np.empty((1, lay.n_points), dtype=np.complex64)
-    image = np.empty((1, t, t), dtype=np.complex64)
+    coef = np.empty(lay.n_points, dtype=np.complex64)
+    image = np.empty((t, t), dtype=np.complex64)
     emit_buf = None if isinstance(out, np.ndarray) else np.empty((t, t), np.float32)
     blocks = _blocks(lay.n_angles)
 
     def task(block: tuple[int, int]) -> None:
-        tile_spectra_block(ops, lay, arrs, line, *block, coef[0], circle, dc, scratch)
+        tile_spectra_block(ops, lay, arrs, line, *block, coef, circle, dc, scratch)
 
     for tile in tiles:
         if tile.nearest(lay.n) > lay.radius:  # wholly beyond the detector's reach
-            image[0] = 0
+            image[...] = 0
             within = None
         else:
             placed = place(lay, tile, theta)
@@ -627,11 +643,11 @@ def _tiles(pool: ThreadPoolExecutor, lay: Layout, line: np.ndarray, t: int, tile
                 within[...] = placed.reach
             del placed
             list(pool.map(task, blocks))
-            resample_low(ops_wide, lay, circle, dc, coef[0])
-            plan.execute(coef, out=image)
-        _emit(out, s0, tile, image[0].real, within, emit_buf)
+            resample_low(ops_wide, lay, circle, dc, coef)
+            plan.execute(coef, image)
+        _emit(out, s0, tile, image.real, within, emit_buf)
         if not lay.half:
-            _emit(out, s0 + 1, tile, image[0].imag, within, emit_buf)
+            _emit(out, s0 + 1, tile, image.imag, within, emit_buf)
 
 
 def reconstruct(sinos: np.ndarray | base.Handover, theta: np.ndarray, center: float, *,
@@ -688,7 +704,7 @@ class Memory:
     series: int = 0
     filtering: int = 0
     output: int = 0
-    grids: int = 0  # finufft's fine grids of one execute (allocated for it, freed after)
+    grids: int = 0  # the NUFFTs' fine grids, one per lane (allocated per execute, freed after)
 
     def peak(self, input_bytes: int, handed_over: bool = True) -> int:
         """Peak bytes of the call with ``input_bytes`` of sinograms."""
@@ -701,12 +717,14 @@ class Memory:
 def memory(n_angles: int, columns: int, n: int, slices: int, *, center: float | None = None,
            measured: tuple[int, int] | None = None, pad_width: int = 0, tile: int | None = None,
            upsampfac: float = 1.25, threads: int = 1, deviation: float = 0.0,
-           out_given: bool = False) -> Memory:
+           out_given: bool = False, sink: bool = False) -> Memory:
     """What one call on (slices, n_angles, columns) sinograms → n × n holds (bytes).
 
     ``columns``, ``center`` (default: the middle) and ``measured`` are the data's, before
     the ``pad_width`` columns of virtual padding each side; ``deviation``: the angles'
-    from equal spacing (:func:`angle_deviation`; inf: no angular resampling).  Mirrors the allocations of
+    from equal spacing (:func:`angle_deviation`; inf: no angular resampling); ``sink``:
+    ``out`` is given and is not an array (each lane then converts through a float32
+    slice).  Mirrors the allocations of
     :func:`reconstruct` (tests/test_backends.py checks it against the measured peak)."""
     m, cols = n_angles, columns + 2 * pad_width
     center = (columns - 1) / 2 if center is None else center
@@ -726,11 +744,13 @@ def memory(n_angles: int, columns: int, n: int, slices: int, *, center: float | 
             points = count_points(m, k_max, k_split, bands, half)
             factors = m * ((0 if half else k_max - max(k_split, 1) + 1) + (k_max - k_split + 1)
                            + 2 * max(0, k_split - 1) + (1 if k_split else 0))
-            geometry += points * (8 + 8) + factors * 8 + per_angle
-            batch = 1 if half else pairs_per_batch(points, n, slices // 2, upsampfac)
-            grids = max(grids, batch * _fine_grid_bytes(n, upsampfac))
-            work = max(work, batch * (points * 8 + n * n * 8) + _execute_bytes(n, upsampfac) * batch
-                       + 2 * m * max(0, k_split - 1) * 8 + rows * (win.pad_len + win.win_len))
+            lanes = 1 if half else lanes_for(slices // 2, threads)
+            # points' coordinates, and each lane's plan sorts them (8-byte indices)
+            geometry += points * (8 + 8 * lanes) + factors * 8 + per_angle
+            grids = max(grids, lanes * _fine_grid_bytes(n, upsampfac))
+            lane = (points * 8 + n * n * (8 + 4 * sink) + _execute_bytes(n, upsampfac)
+                    + 2 * m * max(0, k_split - 1) * 8)
+            work = max(work, lanes * lane + rows * (win.pad_len + win.win_len))
         return Memory(False, geometry, work, output=output, grids=grids)
     t, _tiles = tile_grid(n, tile)
     radius = Tile(0, t, 0, t).radius

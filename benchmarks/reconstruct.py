@@ -4,10 +4,12 @@ For each size N the sinograms are exact line integrals of ``default_phantom(N)``
 1.5·N angles (detector pixels integrated, supersample 2), axis at (N − 1)/2.  Printed
 per N: the first call on 2 slices (it builds the cached geometry and NUFFT plan), the
 per-slice wall and CPU time of a
-call on ``--slices`` slices (best of ``--repeat``), correlation and least-squares
+call on ``--slices`` slices (best of ``--repeat``, freed memory kept between calls as the
+reconstruct job keeps it, for every method), correlation and least-squares
 amplitude against the voxel-averaged ground truth inside 90 % of the radius, the peak
-resident memory added from before the first call (sampled every 2 ms: cached geometry
-and plan, workspace and the result), divided by the slices of a call, and the growth of the
+resident memory added from before the first call through one untimed call on
+``--slices`` slices (sampled every 2 ms: cached geometry and plan, workspace and the
+result; glibc's default allocator), divided by the slices of a call, and the growth of the
 time from the smallest N against N² log N.  skimage.transform.iradon (linear
 interpolation FBP) runs on one slice of odd size N − 1 (its axis convention, columns //
 2, equals ours only for odd sizes) up to ``--iradon-max`` as the accuracy and speed
@@ -21,6 +23,8 @@ reference.  With ``--backend fourier-gpu`` it also times 2048 slices of 2048².
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import gc
 import math
 import os
@@ -66,6 +70,22 @@ class PeakRSS:
         return self.peak - self.base
 
 
+@contextlib.contextmanager
+def job_malloc():
+    """Freed arrays kept for the next call, as the reconstruct job has them
+    (resources.reuse_freed_memory), for the timed calls of every method; glibc's
+    thresholds restored and the kept memory returned after, so that the next memory
+    figure starts from a clean heap."""
+    reuse_freed_memory()
+    try:
+        yield
+    finally:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
+        libc.malloc_trim(0)
+
+
 def phantom_data(n: int, slices: int) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
     """(sinograms, theta, centre, ground truth of slice 0) for an n-pixel field of view."""
     m = 3 * n // 2
@@ -100,6 +120,8 @@ def time_backend(backend: str, n: int, slices: int, repeat: int, threads: int, p
         t0 = time.perf_counter()
         reconstruct(sinos[:2], theta, center, backend=backend, threads=threads, n=n, **nufft)  # geometry + plan
         setup = time.perf_counter() - t0
+        reconstruct(sinos, theta, center, backend=backend, threads=threads, n=n, **nufft)
+    with job_malloc():
         for _ in range(repeat):
             c0, t0 = time.process_time(), time.perf_counter()
             rec = reconstruct(sinos, theta, center, backend=backend, threads=threads, n=n, **nufft)
@@ -117,12 +139,17 @@ def time_gridrec(n: int, slices: int, repeat: int, threads: int) -> dict:
     import tomopy
 
     sinos, theta, center, gt = phantom_data(n, slices)
+    def call() -> None:
+        tomopy.recon(sinos, theta.astype(np.float32), center=center, sinogram_order=True,
+                     algorithm="gridrec", filter_name="ramlak", ncore=threads)
+
     best_wall = best_cpu = math.inf
     with PeakRSS() as mem:
+        call()
+    with job_malloc():
         for _ in range(repeat):
             c0, t0 = time.process_time(), time.perf_counter()
-            tomopy.recon(sinos, theta.astype(np.float32), center=center, sinogram_order=True,
-                         algorithm="gridrec", filter_name="ramlak", ncore=threads)
+            call()
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
     rec = reconstruct(sinos[:1], theta, center, backend="tomopy", algorithm="gridrec", threads=threads, n=n)
@@ -186,8 +213,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-gridrec", action="store_true",
                    help="leave out TomoPy's gridrec (timed beside the backend when TomoPy imports)")
     args = p.parse_args(argv)
-    # as the reconstruct job does (untiled): freed arrays serve the next call, for every method
-    reuse_freed_memory()
     backend = resolve(args.backend)
     nufft = {"eps": args.eps, "upsampfac": args.upsampfac} if backend.startswith("fourier") else {}
     gridrec = not args.no_gridrec and _tomopy_imports()
@@ -209,9 +234,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['cpu']:>8.3f}{r['corr']:>8.4f}{r['amp']:>7.3f}{r['rss'] / 2**20:>10.0f}"
               f"{r['wall'] / t0:>7.1f}{model:>8.1f}", flush=True)
         if n in args.padded:
-            r = time_backend(backend, n, slices, args.repeat, args.threads, pad=n // 4, **nufft)
-            print(f"{'  padded 1.5×':<14}{n:>6}{r['angles']:>7}{slices:>7}{r['setup']:>9.2f}{r['wall']:>9.3f}"
-                  f"{r['cpu']:>8.3f}{r['corr']:>8.4f}{r['amp']:>7.3f}{r['rss'] / 2**20:>10.0f}", flush=True)
+            r_padded = time_backend(backend, n, slices, args.repeat, args.threads, pad=n // 4, **nufft)
+            pr = r_padded
+            print(f"{'  padded 1.5×':<14}{n:>6}{pr['angles']:>7}{slices:>7}{pr['setup']:>9.2f}{pr['wall']:>9.3f}"
+                  f"{pr['cpu']:>8.3f}{pr['corr']:>8.4f}{pr['amp']:>7.3f}{pr['rss'] / 2**20:>10.0f}", flush=True)
         if gridrec:
             g = time_gridrec(n, slices, args.repeat, args.threads)
             print(f"{'TomoPy gridrec':<14}{n:>6}{g['angles']:>7}{slices:>7}{'':>9}{g['wall']:>9.3f}"
@@ -224,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     if gridrec:
         print("# TomoPy gridrec: tomopy.recon(algorithm='gridrec', filter_name='ramlak', ncore=threads) for the "
               "time; corr/amp of its slice through the tomopy adapter (teravox's grid); "
-              "fourier/gridrec: the time ratio (padded row when --padded).")
+              "fourier/gridrec: the time ratio on the same (unpadded) sinograms.")
     print(f"# iradon: one slice, odd N (its axis convention), only up to N = {args.iradon_max} "
           "(it is single-threaded and slow); its time is the reference, not a tuned FBP.")
     print("# t/t0: time per slice over the smallest N's; N²logN: the same ratio of N² log N.")

@@ -585,3 +585,37 @@ def test_type1_nufft_against_direct_sums(n, upsampfac, eps):
     scale = np.abs(exact).max()
     err, ref = np.abs(ours - exact).max() / scale, np.abs(theirs - exact).max() / scale
     assert err <= max(2 * ref, 10 * eps), (err, ref)
+
+
+@pytest.mark.parametrize("pad,center", [((0, "edge"), 31.5), ((16, "edge"), 31.5), ((16, "zero"), 20.25),
+                                        ((0, "edge"), 50.0), ((48, "edge"), 31.5)])
+def test_filtering_is_the_linear_convolution_on_the_window(pad, center):
+    """Step 1 with the shortest filtering FFT (columns + window, not 2 × columns): every
+    window sample equals the linear convolution of the (padded) detector row with the
+    Ram-Lak kernel, to float32 rounding."""
+    from scipy import fft as sfft
+
+    from teravox.recon import filters
+
+    rng = np.random.default_rng(5)
+    cols, m, n = 64, 12, 64
+    rows = rng.random((2, m, cols), dtype=np.float32)
+    theta = np.arange(m) * np.pi / m
+    geo = fourier.geometry(rows.shape, theta, center, n, "ramp", None, pad)
+    lay = geo.layout(half=False)
+    z = fourier.filtered_rows(fourier.Ops(np, sfft, 1), lay, lay.arrays(), rows, 0, m,
+                              np.empty((m, lay.pad_len), np.complex64))
+    width, mode = pad
+    padded = np.pad(rows.astype(np.float64), ((0, 0), (0, 0), (width, width)), mode="edge" if mode == "edge" else "constant")
+    span = lay.pad_len
+    kernel = filters.ramlak_kernel(span)  # lags 0 … L/2 − 1, then negative lags, as a period
+    lags = np.arange(-(span // 2), span // 2)
+    h = kernel[lags % span]
+    full = np.stack([[np.convolve(r, h) for r in s] for s in padded])  # lag −L/2 at index 0
+    for i in range(lay.win_len):
+        s = lay.win_start + i
+        exact = full[:, :, s + span // 2]
+        got = z[:, (s % lay.pad_len)]
+        assert np.allclose(got.real, exact[0], atol=2e-5) and np.allclose(got.imag, exact[1], atol=2e-5), i
+    if width == 48:  # the window within the padded detector: shorter than 2 × its columns
+        assert lay.pad_len < 2 * padded.shape[2]

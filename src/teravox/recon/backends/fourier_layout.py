@@ -84,9 +84,9 @@ def exact_radius(n: int, columns: int, center: float,
 def pad_len(columns: int, win_start: int, win_len: int) -> int:
     """Length L of the filtering FFT: the circular convolution over L equals the linear
     one (detector samples × the ramp kernel) at every window sample when no lag between
-    a window sample and a detector column exceeds L/2 — at least 2 × columns, more
-    when the window reaches past the detector."""
-    lag = max(columns - 1, win_start + win_len - 1, columns - 1 - win_start)
+    a window sample and a detector column exceeds L/2: about columns + window (less
+    than 2 × columns when the window lies within a padded detector)."""
+    lag = max(win_start + win_len - 1, columns - 1 - win_start)
     return even_fast_len(2 * lag + 2)
 
 

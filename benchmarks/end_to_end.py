@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                    "(default: --dir)")
     p.add_argument("--keep", action="store_true", help="keep the outputs")
     args = p.parse_args(argv)
+    if args.dir is not None:
+        args.dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="e2e-", dir=args.dir))
     scans = args.scan_dir or work
     scans.mkdir(parents=True, exist_ok=True)

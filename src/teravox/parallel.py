@@ -27,3 +27,14 @@ def for_spans(func: Callable[[int, int], object], n: int, workers: int) -> None:
         return
     with ThreadPoolExecutor(len(parts)) as pool:
         list(pool.map(lambda ab: func(*ab), parts))
+
+
+def for_each(func: Callable[[int], object], n: int, workers: int) -> None:
+    """``func(i)`` for every i in ``range(n)``, in up to ``workers`` threads, one item at a
+    time each (items of uneven cost balance themselves)."""
+    if workers <= 1 or n <= 1:
+        for i in range(n):
+            func(i)
+        return
+    with ThreadPoolExecutor(min(workers, n)) as pool:
+        list(pool.map(func, range(n)))

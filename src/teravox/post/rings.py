@@ -24,7 +24,6 @@ rings is changed little.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -32,6 +31,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from teravox.errors import ParamError
+from teravox.parallel import for_each
 
 RingMethod = Literal["off", "fft", "wavelet-fft", "sinogram"]
 
@@ -145,12 +145,7 @@ def remove_rings(
         img = np.asarray(slices[i], dtype=np.float32)
         out[i] = img - _ring_estimate(img, filt, kw)
 
-    if workers > 1 and len(slices) > 1:
-        with ThreadPoolExecutor(min(workers, len(slices))) as pool:
-            list(pool.map(one, range(len(slices))))
-    else:
-        for i in range(len(slices)):
-            one(i)
+    for_each(one, len(slices), workers)
     return out
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from teravox.parallel import for_each
 
 #: teravox method name → function in ``algotom.prep.removal`` (one 2-D sinogram, angles on axis 0).
 #: algotom is imported on first use: it takes about a second to import.
@@ -70,12 +71,7 @@ def remove_stripes(sinos: np.ndarray, method: str, *, snr: float = 3.0, la_size:
     def one(i: int) -> None:
         out[i] = func(np.asarray(sinos[i], dtype=np.float32), **args)
 
-    if workers > 1 and sinos.shape[0] > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(one, range(sinos.shape[0])))
-    else:
-        for i in range(sinos.shape[0]):
-            one(i)
+    for_each(one, sinos.shape[0], workers)
     return out
 
 

@@ -101,7 +101,6 @@ def _check_quantity(quantity: str) -> None:
         raise ParamError(f"quantity must be one of {_QUANTITIES}, got {quantity!r}")
 
 
-
 def _shadow(shape: Shape, theta: np.ndarray, cos_t: np.ndarray, sin_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per angle: the squared half-width of an ellipse's shadow on the detector and the
     column of its centre (pixels), for its cross-section at full width (scaled by k² per height)."""
@@ -109,6 +108,7 @@ def _shadow(shape: Shape, theta: np.ndarray, cos_t: np.ndarray, sin_t: np.ndarra
     x0, y0, _ = shape.center
     r2 = (a * np.cos(theta - shape.angle)) ** 2 + (b * np.sin(theta - shape.angle)) ** 2
     return r2, x0 * cos_t + y0 * sin_t
+
 
 def _index_range(values: np.ndarray, lo: float, hi: float, is_sorted: bool) -> slice:
     """Slice of ``values`` that holds every value in (lo, hi); everything when unsorted."""

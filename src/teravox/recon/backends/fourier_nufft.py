@@ -63,12 +63,18 @@ def kernel_transform(n: int, nf: int, eps: float, upsampfac: float) -> np.ndarra
     plan.execute(np.ones(_COPIES, np.complex64), out=grid)
     row = grid.real.sum(axis=0, dtype=np.float64)  # the x kernel times the y kernel's sum
     k = np.arange(-(n // 2), n - n // 2)
-    total = np.zeros(k.size)
+    total, found = np.zeros(k.size), 0.0
     for cell, off in zip(cells.tolist(), offset.tolist(), strict=True):
         at = np.arange(cell - _GAP // 2, cell + _GAP // 2)  # cells about this copy, x = 0 at width/2
         z = at - (cell + off)                               # distance to the point, in cells
         # the kernel is even about the point: the cosine sum is its transform at k / nf
         total += row[at + width // 2] @ np.cos(2 * np.pi * np.outer(z, k) / nf)
+        found += float(row[at + width // 2].sum())
+    if not abs(found / row.sum() - 1) < 1e-3:  # the kernels are not where this grid convention puts them
+        import finufft
+
+        raise RuntimeError(f"finufft {finufft.__version__}: its spreading grid is not laid out as teravox "
+                           "expects (x = 0 at the middle cell); teravox needs finufft >= 2.5")
     return total / _COPIES
 
 

@@ -19,13 +19,17 @@ last of an odd count) is transformed alone on its ω ≥ 0 half-lines and half-c
 (:class:`~teravox.recon.backends.fourier_layout.Layout`, ``half``): half the NUFFT
 points of a pair, instead of a pair with a zero slice.
 
-1. FFT of the pair's rows (edge- or zero-padded here when the caller asks for padding:
-   no padded copy of the sinograms is made) zero-padded to L ≥ 2 × columns, times the filter of
-   :mod:`teravox.recon.filters` (DFT of the spatial Ram-Lak kernel × window), inverse
-   FFT: the linear convolution of each detector row with the ramp kernel, exact at
-   every sample of the window of step 2 (L grows when the window reaches past the
-   detector, so that no lag wraps).
-2. Crop a window of L_w samples around the rotation axis: pixels within radius R of
+1. Filter the pair's rows (edge- or zero-padded here when the caller asks for padding:
+   no padded copy of the sinograms is made) with the filter of
+   :mod:`teravox.recon.filters` (DFT of the spatial Ram-Lak kernel × window): the linear
+   convolution of each detector row with the ramp kernel, exact at every sample of the
+   window of step 2.  When the data's columns lie within the window (the usual case: the
+   square's corners reach past the detector), no lag between a data and a window sample
+   exceeds L_w, so the filtering runs at period 2·L_w and only the window's samples are
+   transformed: four FFTs of L_w (fourier_layout.fold_filter).  Otherwise (a small
+   slice of a wide detector) the row is zero-padded to L ≥ columns + L_w (no lag wraps),
+   filtered by an FFT pair of L and the window cropped.
+2. The window: L_w samples around the rotation axis: pixels within radius R of
    the axis see only |s| ≤ R, so the NUFFT needs L_w ≈ 2R, not L, samples per line.
    R is the square's corner, (n − 1)/√2, or — when the detector's farthest edge is
    nearer — that edge plus a margin: no ray of any angle was measured beyond it, so
@@ -187,7 +191,7 @@ def filtered_rows(ops: Ops, lay: Layout, arrs: dict[str, Any], pair: Any, a0: in
     return ops.ifft(z, overwrite=True)
 
 
-def _window_spectra(ops: Ops, lay: Layout, z: Any) -> Any:
+def _cropped_spectra(ops: Ops, lay: Layout, z: Any) -> Any:
     """Step 2: the L_w window around the axis of filtered rows ``z``, and its FFT."""
     L, Lw = lay.pad_len, lay.win_len
     start = lay.win_start % L
@@ -196,6 +200,47 @@ def _window_spectra(ops: Ops, lay: Layout, z: Any) -> Any:
     else:  # the window wraps around the period of the padded row
         w = ops.xp.concatenate([z[:, start:], z[:, : Lw - (L - start)]], axis=1)
     return ops.fft(w, overwrite=True)  # fftfreq order: k = 0 … Lw/2−1, −Lw/2 … −1
+
+
+def _folded_spectra(ops: Ops, lay: Layout, arrs: dict[str, Any], pair: Any, a0: int, a1: int,
+                    zbuf: Any) -> Any:
+    """Steps 1-2 with the data within the window (``lay.fold``): the window's spectrum of
+    the filtered rows, as fourier_layout.fold_filter writes it, in ``zbuf``'s memory
+    (C-contiguous, ≥ 2 × (a1 − a0) × L_w elements)."""
+    na, lw, cols = a1 - a0, lay.win_len, pair.shape[2]
+    off = lay.pad_width - lay.win_start  # the window sample of data column 0
+    both = zbuf.reshape(-1)[: 2 * na * lw].reshape(2, na, lw)
+    for x in both:
+        x[:, :off] = 0
+        x[:, off + cols:] = 0
+        x.real[:, off:off + cols] = pair[0, a0:a1]
+        x.imag[:, off:off + cols] = pair[1, a0:a1] if pair.shape[0] > 1 else 0
+    odd, even = both
+    edge = lay.pad_width and lay.pad_mode == "edge"
+    ends = odd[:, [off, off + cols - 1]] if edge else None  # the padding repeats these
+    odd[:, off:off + cols] *= arrs["fold_in"][off:off + cols]
+    odd = ops.fft(odd, overwrite=True)
+    odd *= arrs["fold_odd"]
+    odd = ops.ifft(odd, overwrite=True)
+    odd *= arrs["fold_out"]
+    spec = ops.fft(odd, overwrite=True)
+    even = ops.fft(even, overwrite=True)
+    even *= arrs["fold_even"]
+    spec += even
+    if ends is not None:  # by broadcasting: a matrix product would start BLAS threads beside the lanes
+        spec += ends[:, :1] * arrs["pad_spec"][0]
+        spec += ends[:, 1:] * arrs["pad_spec"][1]
+    return spec
+
+
+def window_spectra(ops: Ops, lay: Layout, arrs: dict[str, Any], pair: Any, a0: int, a1: int,
+                   zbuf: Any) -> Any:
+    """Steps 1-2 for angles [a0, a1): the FFT of the L_w window around the axis of the
+    filtered rows (fftfreq order), complex64 (a1 − a0, L_w); ``zbuf`` is a C-contiguous
+    complex64 scratch of at least (a1 − a0, L)."""
+    if lay.fold is not None:
+        return _folded_spectra(ops, lay, arrs, pair, a0, a1, zbuf)
+    return _cropped_spectra(ops, lay, filtered_rows(ops, lay, arrs, pair, a0, a1, zbuf))
 
 
 def put_spectra(xp: Any, lay: Layout, arrs: dict[str, Any], spec: Any, a0: int, a1: int,
@@ -252,8 +297,7 @@ def spectra_block(ops: Ops, lay: Layout, arrs: dict[str, Any], pair: Any, a0: in
     :meth:`Layout.arrays` on that device; ``zbuf`` a complex64 scratch of at least
     (a1 − a0, L).  See :func:`put_spectra` for ``vec``, ``circle`` and ``dc``.
     """
-    z = filtered_rows(ops, lay, arrs, pair, a0, a1, zbuf)
-    put_spectra(ops.xp, lay, arrs, _window_spectra(ops, lay, z), a0, a1, vec, circle, dc)
+    put_spectra(ops.xp, lay, arrs, window_spectra(ops, lay, arrs, pair, a0, a1, zbuf), a0, a1, vec, circle, dc)
 
 
 def line_block(ops: Ops, lay: Layout, arrs: dict[str, Any], pair: Any, a0: int, a1: int,
@@ -261,7 +305,7 @@ def line_block(ops: Ops, lay: Layout, arrs: dict[str, Any], pair: Any, a0: int, 
     """Steps 1-2 for tiles, angles [a0, a1): the whole slice's series of each row
     resampled at spacing L_w / L_u (zero-padding its spectrum, the Nyquist bin split),
     into ``line`` (angles, L_u): complex64 for a pair, float32 for one slice."""
-    spec = _window_spectra(ops, lay, filtered_rows(ops, lay, arrs, pair, a0, a1, zbuf))
+    spec = window_spectra(ops, lay, arrs, pair, a0, a1, zbuf)
     Lw, Lu, h = lay.win_len, lay.line_len, lay.win_len // 2
     up = ubuf[: a1 - a0, :Lu]
     up[:, :h] = spec[:, :h]
@@ -732,7 +776,7 @@ def memory(n_angles: int, columns: int, n: int, slices: int, *, center: float | 
     if measured is None:
         measured = (0, columns)
     measured = (measured[0] + pad_width, measured[1] + pad_width)
-    win = whole_window(n, cols, center + pad_width, measured)
+    win = whole_window(n, cols, center + pad_width, measured, pad_width)
     per_angle = 8 * 4 * m  # top, bottom, weights, frac
     rows = threads * _ANGLE_BLOCK * 8  # one complex row per angle of a thread's block
     output = 0 if out_given else slices * n * n * 4

@@ -100,7 +100,7 @@ def layout_bounds(n_angles: int, columns: int, n: int) -> tuple[int, int, int]:
     for these sizes with the centre on the detector (0 ≤ center ≤ columns), for memory
     planning before the centre is known."""
     win = window_len((n - 1) / math.sqrt(2), n)
-    pad = max(pad_len(columns, int(math.floor(c)) - win // 2, win) for c in (0, columns))
+    pad = max(max(pad_len(columns, int(math.floor(c)) - win // 2, win), 2 * win) for c in (0, columns))
     # left + right blocks hold ≤ win_len + 2 − k_lo − k_split samples per angle; the
     # resampled bands replace 2·angles samples per |k| < k_split by fewer nodes.
     return pad, win, n_angles * (win + 1) + 1
@@ -185,7 +185,7 @@ class Layout:
     split: bool             # bins ±N/2 each carry half the Nyquist term (whole slice)
     half: bool              # one real slice (see the class docstring)
     k_split: int            # |k| < k_split is angularly resampled (0: none)
-    filt: np.ndarray        # float32 (L,): filter on the FFT bins of the padded row
+    filt: np.ndarray        # float32 (L,): filter on the FFT bins of the padded row (empty when folded)
     weights: np.ndarray     # float64 (angles,): quadrature weights, radians
     frac: np.ndarray        # float64 (angles,): f_a of the module docstring, pixels
     top: np.ndarray         # int64 (angles,): circle row of +k
@@ -202,6 +202,7 @@ class Layout:
     crop_start: np.ndarray | None = None  # tiles: int64 (angles,) first sample of each crop
     taper: np.ndarray | None = None       # tiles: float32 (N,)
     factors: dict[str, np.ndarray] | None = None  # cached factor blocks (whole slice)
+    fold: dict[str, np.ndarray] | None = None     # the folded filtering's arrays (:func:`fold_filter`)
 
     @property
     def n_points(self) -> int:
@@ -226,6 +227,8 @@ class Layout:
                "weights": self.weights.astype(np.float32), "frac": self.frac.astype(np.float32)}
         if self.factors is not None:
             out.update(self.factors)
+        if self.fold is not None:
+            out.update(self.fold)
         if self.taper is not None:
             out["taper"] = self.taper
         return out
@@ -324,19 +327,64 @@ def count_points(m: int, k_max: int, k_split: int, bands: list[tuple[int, int, i
 
 @dataclass(frozen=True)
 class Window:
-    """The whole slice's window and filtering lengths for one geometry."""
+    """The whole slice's window and filtering lengths for one geometry.
+
+    ``fold``: the data's columns lie within the window, so the filtering runs at period
+    2·L_w and only the window's L_w samples are transformed (:func:`fold_filter`);
+    otherwise the padded row is filtered at ``pad_len`` and the window cropped from it."""
 
     radius: float       # exact radius about the axis, pixels
     win_len: int
     win_start: int
     pad_len: int
+    fold: bool = False
 
 
-def whole_window(n: int, columns: int, center: float, measured: tuple[int, int] | None) -> Window:
+def whole_window(n: int, columns: int, center: float, measured: tuple[int, int] | None,
+                 pad_width: int = 0) -> Window:
+    """The window of a geometry whose ``columns`` include ``pad_width`` columns of virtual
+    padding each side (the data holds the columns between them)."""
     radius = exact_radius(n, columns, center, measured)
     win = window_len(radius, n)
     start = int(math.floor(center)) - win // 2
+    if start <= pad_width and columns - pad_width <= start + win:
+        return Window(radius, win, start, 2 * win, True)
     return Window(radius, win, start, pad_len(columns, start, win))
+
+
+def fold_filter(filter_name: str, win: Window, columns: int, pad: tuple[int, str]) -> dict[str, np.ndarray]:
+    """The arrays of the folded filtering (``win.fold``), by name.
+
+    With the data within the window, the filtered row is exact on the window when
+    filtered at period P = 2·L_w (no lag between a data and a window sample exceeds L_w).
+    Origin at window sample 0, x the data placed in the window: the window's spectrum is
+
+        W[k] = H[2k]/2 · X[k] + FFT(e^{2πij/P}/2 · IFFT(H[2k+1] · FFT(x e^{−2πij/P})))[k]
+
+    with X = FFT(x), H the filter of period P: the even and odd bins of the period-P
+    transform, each brought back to the window's L_w samples (decimation in frequency).
+    Four FFTs of L_w, where filtering the padded row costs two of ≥ columns + L_w and
+    the window one of L_w.  Virtual edge padding adds, per row, its first and last data
+    value times the fixed spectrum of a filtered block of ones (``pad_spec``, computed once
+    at the long length, as its lags may exceed L_w)."""
+    lw = win.win_len
+    period = 2 * lw
+    half = filters.rfft_filter(filter_name, period)
+    full = half[np.minimum(np.arange(period), period - np.arange(period))]
+    j = np.arange(lw)
+    out = {"fold_even": (full[0::2] / 2).astype(np.float32), "fold_odd": full[1::2].astype(np.float32),
+           "fold_in": np.exp(-2j * np.pi * j / period).astype(np.complex64),
+           "fold_out": (np.exp(2j * np.pi * j / period) / 2).astype(np.complex64)}
+    width, mode = pad
+    if width and mode == "edge":
+        long = pad_len(columns, win.win_start, lw)
+        half = filters.rfft_filter(filter_name, long)
+        blocks = np.zeros((2, long))
+        blocks[0, :width] = 1
+        blocks[1, columns - width: columns] = 1
+        rows = sfft.irfft(sfft.rfft(blocks) * half, long)
+        out["pad_spec"] = sfft.fft(rows[:, (win.win_start + j) % long]).astype(np.complex64)
+    return out
 
 
 def taper_sigma() -> float:
@@ -497,10 +545,14 @@ def make_layout(theta: np.ndarray, columns: int, center: float, n: int,
     slice); for a tile the per-angle crops are set by :func:`place`.  ``factors``: cache
     the factor blocks (otherwise the steps compute them per block of angles)."""
     m = theta.size
-    win = whole_window(n, columns, center, measured)
-    half_spec = filters.rfft_filter(filter_name, win.pad_len)
-    kk = np.arange(win.pad_len)
-    filt = half_spec[np.minimum(kk, win.pad_len - kk)].astype(np.float32)  # even, full length
+    width, mode = pad if pad else (0, "edge")
+    win = whole_window(n, columns, center, measured, width)
+    if win.fold:
+        filt = np.empty(0, np.float32)
+    else:
+        half_spec = filters.rfft_filter(filter_name, win.pad_len)
+        kk = np.arange(win.pad_len)
+        filt = half_spec[np.minimum(kk, win.pad_len - kk)].astype(np.float32)  # even, full length
     ang = _angles(theta)
     if tile is None:
         whole = Tile(0, n, 0, n)
@@ -514,10 +566,10 @@ def make_layout(theta: np.ndarray, columns: int, center: float, n: int,
         mode_radius = tile.radius + 0.5
     # the whole slice's split Nyquist bin stays a polar line
     k_split, bands = bands_for(m, period, k_max - split, mode_radius, ang["deviation"], resample)
-    width, mode = pad if pad else (0, "edge")
     lay = Layout(m, columns, n, center, win.pad_len, win.win_len, win.win_start, whole, period, crop,
                  k_max, split, half, k_split, filt, ang["weights"], np.zeros(m), ang["top"], ang["bottom"],
-                 ang["sorted"], win.radius, width, mode, bands, line_len=line)
+                 ang["sorted"], win.radius, width, mode, bands, line_len=line,
+                 fold=fold_filter(filter_name, win, columns, (width, mode)) if win.fold else None)
     lay.x, lay.y = _points(lay, theta, ang["theta0"])
     if tile is None:
         cx = n // 2 - (n - 1) / 2  # an even grid's mode 0 sits half a pixel off the axis

@@ -210,12 +210,12 @@ def _folded_spectra(ops: Ops, lay: Layout, arrs: dict[str, Any], pair: Any, a0: 
     na, lw, cols = a1 - a0, lay.win_len, pair.shape[2]
     off = lay.pad_width - lay.win_start  # the window sample of data column 0
     both = zbuf.reshape(-1)[: 2 * na * lw].reshape(2, na, lw)
-    for x in both:
-        x[:, :off] = 0
-        x[:, off + cols:] = 0
-        x.real[:, off:off + cols] = pair[0, a0:a1]
-        x.imag[:, off:off + cols] = pair[1, a0:a1] if pair.shape[0] > 1 else 0
     odd, even = both
+    odd[:, :off] = 0
+    odd[:, off + cols:] = 0
+    odd.real[:, off:off + cols] = pair[0, a0:a1]
+    odd.imag[:, off:off + cols] = pair[1, a0:a1] if pair.shape[0] > 1 else 0
+    even[...] = odd
     edge = lay.pad_width and lay.pad_mode == "edge"
     ends = odd[:, [off, off + cols - 1]] if edge else None  # the padding repeats these
     odd[:, off:off + cols] *= arrs["fold_in"][off:off + cols]

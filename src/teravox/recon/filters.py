@@ -68,6 +68,13 @@ def rfft_filter(name: str, length: int) -> np.ndarray:
     return spectrum * window(name, u)
 
 
+def fft_filter(name: str, length: int) -> np.ndarray:
+    """The same filter on all ``length`` bins of the complex ``fft`` (even in k), float64."""
+    half = rfft_filter(name, length)
+    k = np.arange(length)
+    return half[np.minimum(k, length - k)]
+
+
 def check_filter(name: str) -> str:
     """Return ``name`` if it is a known filter, else raise ParamError listing them."""
     if name not in FILTERS:

@@ -100,7 +100,7 @@ def layout_bounds(n_angles: int, columns: int, n: int) -> tuple[int, int, int]:
     for these sizes with the centre on the detector (0 ≤ center ≤ columns), for memory
     planning before the centre is known."""
     win = window_len((n - 1) / math.sqrt(2), n)
-    pad = max(max(pad_len(columns, int(math.floor(c)) - win // 2, win), 2 * win) for c in (0, columns))
+    pad = max(2 * win, *(pad_len(columns, int(math.floor(c)) - win // 2, win) for c in (0, columns)))
     # left + right blocks hold ≤ win_len + 2 − k_lo − k_split samples per angle; the
     # resampled bands replace 2·angles samples per |k| < k_split by fewer nodes.
     return pad, win, n_angles * (win + 1) + 1
@@ -369,8 +369,7 @@ def fold_filter(filter_name: str, win: Window, columns: int, pad: tuple[int, str
     at the long length, as its lags may exceed L_w)."""
     lw = win.win_len
     period = 2 * lw
-    half = filters.rfft_filter(filter_name, period)
-    full = half[np.minimum(np.arange(period), period - np.arange(period))]
+    full = filters.fft_filter(filter_name, period)
     j = np.arange(lw)
     out = {"fold_even": (full[0::2] / 2).astype(np.float32), "fold_odd": full[1::2].astype(np.float32),
            "fold_in": np.exp(-2j * np.pi * j / period).astype(np.complex64),
@@ -378,11 +377,10 @@ def fold_filter(filter_name: str, win: Window, columns: int, pad: tuple[int, str
     width, mode = pad
     if width and mode == "edge":
         long = pad_len(columns, win.win_start, lw)
-        half = filters.rfft_filter(filter_name, long)
         blocks = np.zeros((2, long))
         blocks[0, :width] = 1
         blocks[1, columns - width: columns] = 1
-        rows = sfft.irfft(sfft.rfft(blocks) * half, long)
+        rows = sfft.irfft(sfft.rfft(blocks) * filters.rfft_filter(filter_name, long), long)
         out["pad_spec"] = sfft.fft(rows[:, (win.win_start + j) % long]).astype(np.complex64)
     return out
 
@@ -547,12 +545,7 @@ def make_layout(theta: np.ndarray, columns: int, center: float, n: int,
     m = theta.size
     width, mode = pad if pad else (0, "edge")
     win = whole_window(n, columns, center, measured, width)
-    if win.fold:
-        filt = np.empty(0, np.float32)
-    else:
-        half_spec = filters.rfft_filter(filter_name, win.pad_len)
-        kk = np.arange(win.pad_len)
-        filt = half_spec[np.minimum(kk, win.pad_len - kk)].astype(np.float32)  # even, full length
+    filt = (np.empty(0) if win.fold else filters.fft_filter(filter_name, win.pad_len)).astype(np.float32)
     ang = _angles(theta)
     if tile is None:
         whole = Tile(0, n, 0, n)

@@ -208,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--padded", type=int, nargs="*", default=[2048],
                    help="sizes also timed with the detector edge-padded by N/4 each side, "
                         "reconstructing N × N, as the reconstruct stage does by default (default 2048)")
-    p.add_argument("--eps", type=float, default=1e-6, help="NUFFT tolerance (fourier backends; default 1e-6)")
-    p.add_argument("--upsampfac", type=float, default=1.25, help="NUFFT upsampling (default 1.25)")
+    p.add_argument("--eps", type=float, default=1e-5, help="NUFFT tolerance (fourier backends; default 1e-5)")
+    p.add_argument("--upsampfac", type=float, default=1.25, help="NUFFT upsampling of fourier-gpu (default 1.25)")
     p.add_argument("--no-gridrec", action="store_true",
                    help="leave out TomoPy's gridrec (timed beside the backend when TomoPy imports)")
     args = p.parse_args(argv)

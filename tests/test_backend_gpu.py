@@ -106,15 +106,23 @@ def _fake_modules(monkeypatch, free: int = 8 * 2**30) -> list[int]:
             self._x, self._y = np.asarray(x), np.asarray(y)
             allocated.append(self._x.size * 8)  # its sort: two int32 indices per point
             modes, eps, upsampfac = self._args
-            self._plan = fourier_nufft.Type1(modes, self._x, self._y, eps, upsampfac, 1)
+            self._plan = fourier_nufft.Type1(modes, self._x, self._y, eps, 1)
 
         def execute(self, data, out):
             for c, image in zip(np.asarray(data), np.asarray(out), strict=True):
                 self._plan.execute(c, image)
             return out
 
+    def transform(name):
+        """cuFFT as the CPU backend's FFTs: ducc0's along rows, pocketfft's along circles."""
+        def call(a, axis=-1, overwrite_x=False):
+            lib = scipy.fft if axis % np.ndim(a) == 0 and np.ndim(a) > 1 else fourier.RowFFT
+            return getattr(lib, name)(a, axis=axis, overwrite_x=overwrite_x)
+        return call
+
     cufinufft = types.SimpleNamespace(Plan=Plan)
-    monkeypatch.setattr(fourier_gpu, "_modules", lambda: (cp, cupyx, scipy.fft, cufinufft))
+    cufft = types.SimpleNamespace(fft=transform("fft"), ifft=transform("ifft"))
+    monkeypatch.setattr(fourier_gpu, "_modules", lambda: (cp, cupyx, cufft, cufinufft))
     fourier_gpu.clear_cache()
     return allocated
 

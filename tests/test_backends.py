@@ -224,12 +224,12 @@ def test_batching_invariance():
     in_pairs = np.concatenate([fourier.reconstruct(sinos[i:i + 2], theta, center, threads=1)
                                for i in range(0, 8, 2)])
     assert np.array_equal(in_pairs, together)
-    # finufft's threaded spreading adds sub-grids in whichever order threads finish.
+    # The NUFFT's threaded spreading adds sub-grids in whichever order threads finish.
     threaded = fourier.reconstruct(sinos, theta, center, threads=2)
     assert np.abs(threaded - together).max() <= 5e-5 * rng
     # One by one, each slice pairs with zeros: the single-precision NUFFT's rounding
     # lets the partner slice leak at ~1e-6 of the range in the field of view (more in
-    # the corners, where finufft's deconvolution amplifies rounding).  Transforming
+    # the corners, where the deconvolution amplifies rounding).  Transforming
     # ω ≥ 0 half-lines slice by slice would remove this, at 18 % more NUFFT time.
     alone = np.stack([fourier.reconstruct(sinos[i:i + 1], theta, center, threads=1)[0]
                       for i in range(8)])
@@ -421,6 +421,8 @@ def test_bad_inputs():
         fourier.reconstruct(sino, _angles(6), 4.5, filter_name="nope")
     with pytest.raises(ParamError, match="fourier_eps"):
         fourier.reconstruct(sino, _angles(6), 4.5, eps=1e-12)
+    with pytest.raises(ParamError, match=r"fourier_eps must be in \[5e-7"):
+        fourier.reconstruct(sino, _angles(6), 4.5, eps=2e-7)
     with pytest.raises(ParamError, match="fourier_upsampfac"):
         fourier.reconstruct(sino, _angles(6), 4.5, upsampfac=5.0)
     with pytest.raises(ParamError, match="center"):
@@ -569,12 +571,10 @@ def test_memory_model_holds(tile, slices):
     assert abs(model / measured - 1) <= 0.10, (measured / 2**20, model / 2**20)
 
 
-@pytest.mark.parametrize("n,upsampfac,eps", [(64, 1.25, 1e-6), (63, 1.25, 1e-6), (48, 2.0, 1e-6), (64, 1.25, 1e-3)])
-def test_type1_nufft_against_direct_sums(n, upsampfac, eps):
-    """fourier_nufft.Type1 (finufft's spreading, scipy's FFT, the measured kernel transform)
-    equals the direct sums to the tolerance, as finufft's own type-1 transform does."""
-    import finufft
-
+@pytest.mark.parametrize("n,eps,threads", [(64, 1e-5, 1), (63, 1e-5, 2), (48, 5e-7, 1), (64, 1e-3, 2), (40, 1e-4, 1)])
+def test_type1_nufft_against_direct_sums(n, eps, threads):
+    """fourier_nufft.Type1 (ducc0's single-precision NUFFT) equals the direct sums to the
+    tolerance asked (relative 2-norm), on one thread and two."""
     from teravox.recon.backends.fourier_nufft import Type1
 
     rng = np.random.default_rng(3)
@@ -582,13 +582,10 @@ def test_type1_nufft_against_direct_sums(n, upsampfac, eps):
     c = (rng.standard_normal(2000) + 1j * rng.standard_normal(2000)).astype(np.complex64)
     k = np.arange(n) - n // 2
     exact = (np.exp(1j * np.outer(k, y.astype(float))) * c) @ np.exp(1j * np.outer(x.astype(float), k))
-    ours = Type1((n, n), y, x, eps, upsampfac, 2).execute(c, np.empty((n, n), np.complex64))
-    plan = finufft.Plan(1, (n, n), eps=eps, isign=1, dtype="complex64", upsampfac=upsampfac, nthreads=1)
-    plan.setpts(y, x)
-    theirs = plan.execute(c)
-    scale = np.abs(exact).max()
-    err, ref = np.abs(ours - exact).max() / scale, np.abs(theirs - exact).max() / scale
-    assert err <= max(2 * ref, 10 * eps), (err, ref)
+    plan = Type1((n, n), y, x, eps, threads)
+    ours = plan.execute(c, np.empty((n, n), np.complex64))
+    err = np.linalg.norm(ours - exact) / np.linalg.norm(exact)
+    assert err <= eps, err
 
 
 @pytest.mark.parametrize("pad,center,n,folded", [((0, "edge"), 31.5, 64, True), ((16, "edge"), 31.5, 64, True),

@@ -15,7 +15,7 @@
 Nextflow comes from Maven Central through ``bash .ci/install-nextflow.sh`` (into
 ``.tools/bin``; ``$TERAVOX_NEXTFLOW`` or ``nextflow`` on PATH also work); without it these
 tests skip, saying so.  Every run uses ``--threads 2``: the reconstruction's float32
-rounding depends on the number of threads finufft splits a transform over, so equal
+rounding depends on the number of threads the NUFFT splits a transform over, so equal
 threads are what make "bit for bit" a fair demand.
 """
 
@@ -458,5 +458,5 @@ def test_apptainer_profile(test_run: Run, tmp_path: Path) -> None:
     assert "python: 3." in versions
     ours = volume(run.published("synthetic") / "synthetic_recon.h5")
     reference = volume(test_run.published("synthetic") / "synthetic_recon.h5")
-    # the image pins its own NumPy/SciPy/finufft builds: equal to float32 rounding
+    # the image pins its own NumPy/SciPy/ducc0 builds: equal to float32 rounding
     np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-5 * float(np.ptp(reference)))

@@ -258,7 +258,7 @@ def test_integer_range_in_tiles_is_the_untiled_one(tmp_path):
 
 def test_threads_change_only_the_nufft_rounding(phase_scan, tmp_path):
     """Every per-row and per-slice step of pass 2 runs in the job's threads: the volume with two
-    threads equals the one-thread volume but for finufft's float32 spreading order (a few 1e-6
+    threads equals the one-thread volume but for the NUFFT's float32 spreading order (a few 1e-6
     of the range, docs/architecture.md, *Chunk invariance*)."""
     _, one = run_stages(phase_scan, tmp_path / "t1", sino_chunks=1, sino_subchunk_rows=4, threads=1,
                         **CHUNK_FREE_ALL)

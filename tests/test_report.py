@@ -213,7 +213,7 @@ def test_limits_are_robust():
 
 def test_software_versions():
     versions = software_versions()
-    assert {"python", "teravox", "numpy", "h5py", "finufft", "algotom"} <= set(versions)
+    assert {"python", "teravox", "numpy", "h5py", "ducc0", "algotom"} <= set(versions)
 
 
 def test_first_page_states_centre_method_confidence_tilt(tmp_path):

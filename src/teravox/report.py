@@ -54,7 +54,7 @@ PNG_DPI = 110                  # resolution of the pages written as PNG
 #: colour of each orthogonal slice: its frame and the line that marks it in the other two
 CUT_COLOURS = {"xy": "#e8433a", "xz": "#f2b701", "yz": "#2bb3e0"}
 #: packages whose versions a report lists
-VERSION_PACKAGES = ("teravox", "numpy", "h5py", "finufft", "algotom", "scipy", "matplotlib")
+VERSION_PACKAGES = ("teravox", "numpy", "h5py", "ducc0", "algotom", "scipy", "matplotlib")
 
 
 def software_versions(packages: Sequence[str] = VERSION_PACKAGES) -> dict[str, str]:

@@ -24,7 +24,7 @@ def versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"teravox": __version__, "python": platform.python_version()}
-    for name in ("numpy", "scipy", "h5py", "finufft", "algotom", "scikit-image", "zarr", "ome-zarr",
+    for name in ("numpy", "scipy", "h5py", "ducc0", "cufinufft", "algotom", "scikit-image", "zarr", "ome-zarr",
                  "tifffile"):
         try:
             out[name] = md.version(name)

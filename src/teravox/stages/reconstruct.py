@@ -34,7 +34,7 @@ from teravox.stages.collect import geometry, output_path, read_resolved
 from teravox.stages.preprocess import digest
 
 # -- memory model (bytes), measured with benchmarks/scale.py -----------------------------------
-#: A job's memory before its first subchunk: Python, numpy, scipy, h5py, finufft, teravox.
+#: A job's memory before its first subchunk: Python, numpy, scipy, h5py, ducc0, teravox.
 JOB_BASE_BYTES = 72 * 2**20
 READ_ANGLES = 256  # angles per read of a subchunk (read_sinograms)
 #: HDF5 chunk cache of projections.h5 (consecutive subchunks read the same 8-row chunks)
@@ -82,7 +82,7 @@ def peak_bytes(params: Params, *, rows: int, n_angles: int, n_cols: int, n_out: 
     convert = (side * side * (itemsize + 4 * (params.dtype != "float32")) + TILE_WRITE_BYTES) if tile else 0
     if backend == "fourier":
         mem = fourier.memory(m, width, n_out, rows, center=center, pad_width=pad_width, tile=tile,
-                             upsampfac=params.fourier_upsampfac, threads=threads, deviation=deviation,
+                             eps=params.fourier_eps, threads=threads, deviation=deviation,
                              out_given=not whole, sink=not whole)
         transform = mem.peak(sinos) + (mem.grids if subchunks > 1 and not mem.tiled else 0)
     elif backend == "fourier-gpu":
@@ -204,7 +204,7 @@ def _run(args: argparse.Namespace) -> int:
     from teravox.resources import reuse_freed_memory
 
     plan = planmod.load(args.plan)
-    # Tiled jobs map every array above 4 MiB afresh: finufft allocates each tile's fine
+    # Tiled jobs map every array above 4 MiB afresh: the NUFFT allocates each tile's oversampled
     # grid for one execute, and a heap that kept it grew by a grid per tile (measured).
     reuse_freed_memory(TILED_HEAP_LIMIT if plan.get("recon_tile") else 2**31 - 1)
     out = run_chunk(plan, args.chunk, args.projections, args.outdir, progress=args.progress)

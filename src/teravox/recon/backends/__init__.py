@@ -9,7 +9,7 @@
 docs/architecture.md (``img[iy, ix]`` at x = ix − (n−1)/2, y = iy − (n−1)/2 relative
 to the axis), in attenuation per pixel.
 
-Backends: ``fourier`` (CPU default, finufft), ``fourier-gpu`` (CuPy + cufinufft),
+Backends: ``fourier`` (CPU default, ducc0), ``fourier-gpu`` (CuPy + cufinufft),
 ``tomopy`` and ``tomocupy`` (adapters, when those libraries are installed).
 ``auto`` picks ``fourier-gpu`` when CuPy sees a device and cufinufft imports, else
 ``fourier``.
@@ -51,7 +51,7 @@ def resolve(name: str) -> str:
             if base.is_available(candidate):
                 return candidate
         raise ParamError("backend 'auto': no reconstruction backend is available "
-                         "(install finufft for the CPU backend 'fourier')")
+                         "(install ducc0 for the CPU backend 'fourier')")
     if name not in base.REGISTRY:
         raise ParamError(f"backend: unknown backend {name!r}; known backends: "
                          f"{', '.join(['auto', *base.REGISTRY])}; installed here: "
@@ -63,7 +63,7 @@ def resolve(name: str) -> str:
 
 def reconstruct(sinos: np.ndarray | base.Handover, theta: np.ndarray, center: float, *, backend: str = "auto",
                 n: int | None = None, filter_name: str = "ramp", threads: int = 0,
-                eps: float = 1e-6, upsampfac: float = 1.25, algorithm: str = "fbp",
+                eps: float = 1e-5, upsampfac: float = 1.25, algorithm: str = "fbp",
                 measured: tuple[int, int] | None = None, batch_pairs: int | None = None,
                 pad: tuple[int, str] | None = None, tile: int | None = None, out: Any = None) -> Any:
     """Reconstruct (slices, angles, columns) line integrals into (slices, n, n) float32.

@@ -45,7 +45,7 @@ class Backend(Protocol):
 
     def reconstruct(
         self, sinos: np.ndarray, theta: np.ndarray, center: float, *, n: int | None = None,
-        filter_name: str = "ramp", threads: int = 0, eps: float = 1e-6, upsampfac: float = 1.25,
+        filter_name: str = "ramp", threads: int = 0, eps: float = 1e-5, upsampfac: float = 1.25,
         algorithm: str = "fbp",
     ) -> np.ndarray: ...
 

@@ -50,7 +50,7 @@ points of a pair, instead of a pair with a zero slice.
    angles, exact to the Bessel tail (guard chosen for ~1e-6), and no data are dropped
    (the low-pass averages all angles, so noise is not amplified).
 5. One type-1 NUFFT per pair (:class:`~teravox.recon.backends.fourier_nufft.Type1`:
-   finufft's single-precision spreading, scipy's FFT), whose points are set once and
+   ducc0's, single precision, to the tolerance ``eps``), whose points are set once and
    cached with the geometry for the next call.
 
 The pairs of a call are shared out to lanes (:func:`lanes_for`): each lane runs steps 1-5
@@ -109,7 +109,7 @@ from teravox.recon.backends.fourier_layout import (
     tile_line,
     whole_window,
 )
-from teravox.recon.backends.fourier_nufft import Type1, fine_len
+from teravox.recon.backends.fourier_nufft import Type1, grid_bytes
 
 __all__ = ["FourierBackend", "Layout", "Memory", "Ops", "clear_cache", "exact_radius", "layout_bounds",
            "make_layout", "memory", "reconstruct", "resample_low", "spectra_block", "tile_for", "angle_deviation"]
@@ -122,12 +122,9 @@ _ANGLE_BLOCK = 128
 # single slice.
 _CACHE_SIZE = 2
 RESAMPLE = True  # switch for tests and measurements: False keeps every polar sample
-# A tile's border lies inside the object, where finufft's deconvolution at σ = 1.25
-# amplifies single-precision rounding at the edges of the mode range (2e-4 of the range
-# at a 128² tile's border, measured); at σ = 2 the error is uniform, 4e-6.
-TILE_UPSAMPFAC = 2.0
 MIN_TILE = 256  # smaller tiles spend more on their tapered margins than on pixels
-CALL_BYTES = 12 * 2**20  # a call's threads, small arrays and finufft's plan (measured at 1024²)
+CALL_BYTES = 8 * 2**20  # a call's threads, small arrays and plans (measured at 1024²)
+PLAN_POINT_BYTES = 12  # a NUFFT plan keeps each point's coordinates and its place in the sort (measured)
 PAD_MODES = ("edge", "zero")
 
 
@@ -146,6 +143,25 @@ class Ops:
 
     def ifft(self, a: Any, axis: int = -1, overwrite: bool = False) -> Any:
         return self._fft.ifft(a, axis=axis, overwrite_x=overwrite, **self._kw())
+
+
+class RowFFT:
+    """scipy.fft's ``fft``/``ifft`` on ducc0's c2c, for the row FFTs of steps 1-3: its
+    wheels dispatch to the CPU's vector width (1.27 against 1.79 ms for 128 rows of 2250,
+    one thread); along the circles' axis 0 pocketfft is as fast, and stays."""
+
+    @staticmethod
+    def fft(a: np.ndarray, axis: int = -1, overwrite_x: bool = False, workers: int = 1) -> np.ndarray:
+        import ducc0
+
+        return ducc0.fft.c2c(a, axes=(axis,), forward=True, out=a if overwrite_x else None, nthreads=workers)
+
+    @staticmethod
+    def ifft(a: np.ndarray, axis: int = -1, overwrite_x: bool = False, workers: int = 1) -> np.ndarray:
+        import ducc0
+
+        return ducc0.fft.c2c(a, axes=(axis,), forward=False, inorm=2, out=a if overwrite_x else None,
+                             nthreads=workers)
 
 
 class Scratch:
@@ -421,7 +437,7 @@ class Geometry:
 
 
 class _Cached:
-    """A layout, its device-free arrays and its finufft plans (one per lane), guarded by a lock."""
+    """A layout, its device-free arrays and its NUFFT plans (one per lane), guarded by a lock."""
 
     def __init__(self, layout: Layout):
         self.layout = layout
@@ -443,23 +459,17 @@ def clear_cache() -> None:
     _cache.clear()
 
 
-def _fine_grid_bytes(n: int, upsampfac: float) -> int:
-    return fine_len(n, upsampfac) ** 2 * 8
-
-
-def _execute_bytes(n: int, upsampfac: float) -> int:
-    """What one NUFFT execute (:class:`fourier_nufft.Type1`) allocates for a slice pair:
-    its fine grid, and finufft's spreading buffers beside it: half a grid more, fitted to
-    whole calls' peaks (tests/test_backends.py::test_memory_model_holds); a plan's first
-    execute alone, on a fresh heap, measured up to 1.9 grids more."""
-    grid = _fine_grid_bytes(n, upsampfac)
-    return grid + grid // 2
+def _execute_bytes(n: int, eps: float) -> int:
+    """What one NUFFT execute (:class:`fourier_nufft.Type1`) allocates for an n × n
+    image: ducc0's oversampled grid (its spreading buffers are per thread and small:
+    a 2048² execute's peak was 1.3 MiB above its 78.1 MiB grid)."""
+    return grid_bytes(n, eps)
 
 
 def check_nufft_params(eps: float, upsampfac: float) -> None:
     """ParamError for a tolerance or upsampling factor the NUFFT cannot honour."""
-    if not (1e-7 <= eps < 1):
-        raise ParamError(f"fourier_eps must be in [1e-7, 1) for single-precision NUFFTs, got {eps}")
+    if not (5e-7 <= eps < 1):  # ducc0's single-precision kernels reach 4.5e-7 at best
+        raise ParamError(f"fourier_eps must be in [5e-7, 1) for single-precision NUFFTs, got {eps}")
     if not (1.1 <= upsampfac <= 2.5):
         raise ParamError(f"fourier_upsampfac must be between 1.1 and 2.5 (1.25 or 2.0), got {upsampfac}")
 
@@ -490,20 +500,20 @@ def geometry(data_shape: tuple[int, ...], theta: np.ndarray, center: float, n: i
                     (int(width), mode) if width else None)
 
 
-def _new_plan(shape: tuple[int, int], eps: float, upsampfac: float, threads: int, lay: Layout) -> Type1:
+def _new_plan(shape: tuple[int, int], eps: float, threads: int, lay: Layout) -> Type1:
     # the first coordinate indexes the first output axis: y, x gives img[iy, ix]
-    return Type1(shape, lay.y, lay.x, eps, upsampfac, threads)
+    return Type1(shape, lay.y, lay.x, eps, threads)
 
 
-def _plans(entry: _Cached, count: int, eps: float, upsampfac: float, threads: int) -> list[Type1]:
+def _plans(entry: _Cached, count: int, eps: float, threads: int) -> list[Type1]:
     """``count`` plans of the entry's layout (one per lane), cached with it."""
-    key = (eps, upsampfac, threads)
+    key = (eps, threads)
     if entry.plan_key != key:
         entry.plans = []  # free the old plans' sorted points first
         entry.plan_key = key
     lay = entry.layout
     while len(entry.plans) < count:
-        entry.plans.append(_new_plan((lay.n, lay.n), eps, upsampfac, threads, lay))
+        entry.plans.append(_new_plan((lay.n, lay.n), eps, threads, lay))
     return entry.plans[:count]
 
 
@@ -533,14 +543,14 @@ def _circle_buffers(lay: Layout) -> tuple[np.ndarray, np.ndarray]:
     return circle, np.empty(lay.n_angles if lay.k_split else 0, dtype=np.complex64)
 
 
-def _whole(data: np.ndarray, geo: Geometry, out: Any, eps: float, upsampfac: float, workers: int) -> None:
+def _whole(data: np.ndarray, geo: Geometry, out: Any, eps: float, workers: int) -> None:
     """Untiled: slice pairs in lanes of cached NUFFT plans; an odd last slice alone."""
     n_slices = data.shape[0]
     paired = n_slices - n_slices % 2
     if paired:
-        _whole_run(_cached_layout(geo, False), data[:paired], 0, out, eps, upsampfac, workers)
+        _whole_run(_cached_layout(geo, False), data[:paired], 0, out, eps, workers)
     if paired < n_slices:
-        _whole_run(_cached_layout(geo, True), data[paired:], paired, out, eps, upsampfac, workers)
+        _whole_run(_cached_layout(geo, True), data[paired:], paired, out, eps, workers)
 
 
 def lanes_for(groups: int, workers: int) -> int:
@@ -564,8 +574,7 @@ class _Lane:
         self.scratch = Scratch()  # its threads' row buffers, kept for its next groups
 
 
-def _whole_run(entry: _Cached, data: np.ndarray, s_first: int, out: Any, eps: float, upsampfac: float,
-               workers: int) -> None:
+def _whole_run(entry: _Cached, data: np.ndarray, s_first: int, out: Any, eps: float, workers: int) -> None:
     """Whole slices of one layout (pairs, or one slice alone), written from slice ``s_first``:
     the groups (pairs or the slice) shared out to :func:`lanes_for` lanes."""
     lay = entry.layout
@@ -589,7 +598,7 @@ def _whole_run(entry: _Cached, data: np.ndarray, s_first: int, out: Any, eps: fl
                 pool.shutdown()
 
     with entry.lock:
-        states = [_Lane(lay, plan, out) for plan in _plans(entry, lanes, eps, upsampfac, sub)]
+        states = [_Lane(lay, plan, out) for plan in _plans(entry, lanes, eps, sub)]
         if lanes == 1:
             run(states[0])
         else:
@@ -601,7 +610,7 @@ def _transform_group(pool: ThreadPoolExecutor | None, lane: _Lane, entry: _Cache
                      out: Any, workers: int) -> None:
     """Steps 1-5 for one group (a pair, or a slice alone), written as slice ``s0`` (and ``s0 + 1``)."""
     lay = entry.layout
-    ops, ops_wide, scratch = Ops(np, sfft, workers=1), Ops(np, sfft, workers=workers), lane.scratch
+    ops, ops_wide, scratch = Ops(np, RowFFT, workers=1), Ops(np, sfft, workers=workers), lane.scratch
 
     def task(block: tuple[int, int]) -> None:
         spectra_block(ops, lay, entry.arrs, group, *block, scratch.get("z", lay.pad_len), lane.coef,
@@ -641,7 +650,7 @@ def _tiled(holder: base.Handover, geo: Geometry, size: int, out: Any, eps: float
 
 def _series(pool: ThreadPoolExecutor, lay: Layout, pair: np.ndarray) -> np.ndarray:
     """Steps 1-2 for tiles: the resampled series of every angle of one pair or slice."""
-    ops, arrs, scratch = Ops(np, sfft, workers=1), lay.arrays(), Scratch()
+    ops, arrs, scratch = Ops(np, RowFFT, workers=1), lay.arrays(), Scratch()
     line = np.empty((lay.n_angles, lay.line_len), np.float32 if pair.shape[0] == 1 else np.complex64)
 
     def task(block: tuple[int, int]) -> None:
@@ -660,12 +669,12 @@ def _tiles(pool: ThreadPoolExecutor, lay: Layout, line: np.ndarray, t: int, tile
     its fine grid for each execute and frees it after, and with the jobs' malloc settings
     (resources.reuse_freed_memory) an array allocated between two executes could split
     that free block and make the next grid extend the heap."""
-    ops, ops_wide, scratch = Ops(np, sfft, workers=1), Ops(np, sfft, workers=workers), Scratch()
+    ops, ops_wide, scratch = Ops(np, RowFFT, workers=1), Ops(np, sfft, workers=workers), Scratch()
     arrs = lay.arrays()
     arrs["crop_start"] = np.empty(lay.n_angles, np.int64)
     arrs["frac"] = np.empty(lay.n_angles, np.float32)
     reach = np.empty((t, 2), np.int64)
-    plan = _new_plan((t, t), eps, TILE_UPSAMPFAC, workers, lay)
+    plan = _new_plan((t, t), eps, workers, lay)
     circle, dc = _circle_buffers(lay)
     coef = np.empty(lay.n_points, dtype=np.complex64)
     image = np.empty((t, t), dtype=np.complex64)
@@ -696,7 +705,7 @@ def _tiles(pool: ThreadPoolExecutor, lay: Layout, line: np.ndarray, t: int, tile
 
 
 def reconstruct(sinos: np.ndarray | base.Handover, theta: np.ndarray, center: float, *,
-                n: int | None = None, filter_name: str = "ramp", threads: int = 0, eps: float = 1e-6,
+                n: int | None = None, filter_name: str = "ramp", threads: int = 0, eps: float = 1e-5,
                 upsampfac: float = 1.25, algorithm: str = "fbp", measured: tuple[int, int] | None = None,
                 pad: tuple[int, str] | None = None, tile: int | None = None, out: Any = None) -> Any:
     """Filtered backprojection of (slices, angles, columns) line integrals via a NUFFT.
@@ -710,7 +719,9 @@ def reconstruct(sinos: np.ndarray | base.Handover, theta: np.ndarray, center: fl
     columns).  ``tile``: compute the slice in tiles of at most this side (pixels),
     bounding the working set (:func:`memory`); ``sinos`` handed over as a
     :class:`base.Handover` are then dropped once filtered.  ``out``: where to write the
-    slices (anything that takes ``out[s, y0:y1, x0:x1] = tile``).
+    slices (anything that takes ``out[s, y0:y1, x0:x1] = tile``).  ``eps``: the NUFFT's
+    relative tolerance; ``upsampfac`` is checked as the GPU backend's but not used here
+    (the NUFFT chooses its oversampling for ``eps``).
     """
     holder = sinos if isinstance(sinos, base.Handover) else base.Handover(sinos)
     data, theta, center, n = base.check_inputs(holder.take(), theta, center, n)
@@ -723,7 +734,7 @@ def reconstruct(sinos: np.ndarray | base.Handover, theta: np.ndarray, center: fl
     if n_slices == 0:
         return out
     if tile is None or tile >= n:
-        _whole(data, geo, out, eps, upsampfac, workers)
+        _whole(data, geo, out, eps, workers)
     else:
         holder = base.Handover(data)
         del data
@@ -737,7 +748,7 @@ class Memory:
     """Bytes a call holds besides its input sinograms, by phase.
 
     ``whole``: the untiled path holds its input, ``geometry`` (cached layouts: points,
-    factors, finufft's sorted points, mask) and ``work`` (coefficients, circles, fine
+    factors, the NUFFT plans' points, mask) and ``work`` (coefficients, circles, fine
     grids, images, per-thread rows) at once.  Tiles: first the input, the ``series`` and
     ``filtering`` buffers; then, the input dropped when handed over, the series,
     ``geometry`` (one tile shape's points, sort and plan) and ``work`` (one tile).
@@ -761,7 +772,7 @@ class Memory:
 
 def memory(n_angles: int, columns: int, n: int, slices: int, *, center: float | None = None,
            measured: tuple[int, int] | None = None, pad_width: int = 0, tile: int | None = None,
-           upsampfac: float = 1.25, threads: int = 1, deviation: float = 0.0,
+           eps: float = 1e-5, threads: int = 1, deviation: float = 0.0,
            out_given: bool = False, sink: bool = False) -> Memory:
     """What one call on (slices, n_angles, columns) sinograms → n × n holds (bytes).
 
@@ -790,11 +801,10 @@ def memory(n_angles: int, columns: int, n: int, slices: int, *, center: float | 
             factors = m * ((0 if half else k_max - max(k_split, 1) + 1) + (k_max - k_split + 1)
                            + 2 * max(0, k_split - 1) + (1 if k_split else 0))
             lanes = 1 if half else lanes_for(slices // 2, threads)
-            # points' coordinates; each lane's plan holds 16 bytes a point once they are set
-            # (its sort, measured: 63 MiB for 4.0 M points)
-            geometry += points * (8 + 16 * lanes) + factors * 8 + per_angle
-            grids = max(grids, lanes * _fine_grid_bytes(n, upsampfac))
-            lane = (points * 8 + n * n * (8 + 4 * sink) + _execute_bytes(n, upsampfac)
+            # the points' coordinates, and each lane's plan
+            geometry += points * (8 + PLAN_POINT_BYTES * lanes) + factors * 8 + per_angle
+            grids = max(grids, lanes * _execute_bytes(n, eps))
+            lane = (points * 8 + n * n * (8 + 4 * sink) + _execute_bytes(n, eps)
                     + 2 * m * max(0, k_split - 1) * 8)
             work = max(work, lanes * lane + rows * (win.pad_len + win.win_len))
         return Memory(False, geometry, work, output=output, grids=grids)
@@ -807,12 +817,12 @@ def memory(n_angles: int, columns: int, n: int, slices: int, *, center: float | 
     pairs = slices >= 2
     series = m * line * (8 if pairs else 4)
     filtering = rows * (win.pad_len + line + win.win_len)
-    geometry = points * (8 + 16) + per_angle + crop * 4 + _execute_bytes(t, TILE_UPSAMPFAC)
+    geometry = points * (8 + PLAN_POINT_BYTES) + per_angle + crop * 4 + _execute_bytes(t, eps)
     # one tile: coefficients, circles, image, mask, crop offsets; per thread a block's
     # crops, gather indices, spectra and factors
     work = (points * 8 + 2 * m * max(0, k_split - 1) * 8 + m * 8 + t * t * (8 + 4) + 3 * 8 * m
             + rows * crop * (1 + 1 + 1 + 1))
-    return Memory(True, geometry, work, series, filtering, output, _fine_grid_bytes(t, TILE_UPSAMPFAC))
+    return Memory(True, geometry, work, series, filtering, output, _execute_bytes(t, eps))
 
 
 def tile_for(budget: int, n_angles: int, columns: int, n: int, slices: int, input_bytes: int,
@@ -835,18 +845,18 @@ def tile_for(budget: int, n_angles: int, columns: int, n: int, slices: int, inpu
 
 
 class FourierBackend(base.BackendBase):
-    """CPU default: NUFFT-based filtered backprojection with finufft."""
+    """CPU default: NUFFT-based filtered backprojection with ducc0."""
 
     name = "fourier"
-    hardware = "CPU (finufft)"
+    hardware = "CPU (ducc0)"
 
     @classmethod
     def why_absent(cls) -> str:
         """Empty when usable, else the reason (for the error that lists the backends)."""
         try:
-            import finufft  # noqa: F401
+            import ducc0  # noqa: F401
         except ImportError as exc:
-            return f"finufft does not import: {exc}"
+            return f"ducc0 does not import: {exc}"
         return ""
 
     def reconstruct(self, sinos: np.ndarray, theta: np.ndarray, center: float, **kw: Any) -> np.ndarray:

@@ -17,11 +17,13 @@ CuPy and cufinufft are imported only when this backend is used.
 
 from __future__ import annotations
 
+import math
 import threading
 import warnings
 from typing import Any
 
 import numpy as np
+import scipy.fft as sfft
 
 from teravox.recon.backends import base, fourier
 from teravox.recon.backends.fourier_layout import reach_mask
@@ -105,6 +107,15 @@ def clear_cache() -> None:
     _cache.clear()
 
 
+def _fine_grid_bytes(n: int, upsampfac: float) -> int:
+    """cufinufft's complex64 fine grid for n × n modes: sides the smallest even 2,3,5-smooth
+    length ≥ σ·n (finufft's sizing)."""
+    side = max(2 * math.ceil(upsampfac * n / 2), 16)
+    while sfft.next_fast_len(side, real=True) != side or side % 2:
+        side += 2
+    return side * side * 8
+
+
 def _device_terms(n_angles: int, columns: int, n: int, pad_len: int, win_len: int,
                   n_points: int, upsampfac: float) -> tuple[int, int, int]:
     """Device bytes as (geometry, workspace, per slice pair of a batch).
@@ -117,7 +128,7 @@ def _device_terms(n_angles: int, columns: int, n: int, pad_len: int, win_len: in
     geometry = m * (win_len + 2) * 8 + 2 * m * 8 + pad_len * 4 + n_points * (8 + 8) + n * n * 4
     workspace = 2 * m * pad_len * 8 + 2 * m * win_len * 8 + m * win_len * 8 + m * 8
     # the plan may fall back to upsampfac 2.0 (plan_for)
-    per_pair = (n_points * 8 + fourier._fine_grid_bytes(n, max(upsampfac, 2.0)) + n * n * 8
+    per_pair = (n_points * 8 + _fine_grid_bytes(n, max(upsampfac, 2.0)) + n * n * 8
                 + 2 * (2 * m * columns * 4 + 2 * n * n * 4))
     return geometry, workspace, per_pair
 
@@ -162,7 +173,7 @@ def _pairs_per_batch(cp: Any, lay: fourier.Layout, n_pairs: int, upsampfac: floa
 
 
 def reconstruct(sinos: np.ndarray | base.Handover, theta: np.ndarray, center: float, *,
-                n: int | None = None, filter_name: str = "ramp", threads: int = 0, eps: float = 1e-6,
+                n: int | None = None, filter_name: str = "ramp", threads: int = 0, eps: float = 1e-5,
                 upsampfac: float = 1.25, algorithm: str = "fbp",
                 measured: tuple[int, int] | None = None, pad: tuple[int, str] | None = None,
                 batch_pairs: int | None = None, out: Any = None) -> Any:

@@ -1,120 +1,85 @@
-"""The 2-D type-1 NUFFT of the ``fourier`` backend: finufft's spreading, scipy's FFT.
+"""The 2-D type-1 NUFFT of the ``fourier`` backend: ducc0's, in single precision.
 
     f[iy, ix] = Σ_j c_j exp(i (k_y y_j + k_x x_j)),   k = i − n/2,  i = 0 … n − 1
 
-for points (y_j, x_j) in [−π, π)², single precision.  finufft spreads the c_j onto its
-fine grid (``spreadinterponly``); the inverse FFT of the grid, cropped to the n modes of
-each axis, is divided by the kernel's Fourier transform.  finufft would do the same in
-one call, but its wheels plan their FFT with FFTW_ESTIMATE: 1.0 s for a 5120² grid
-where scipy's pocketfft takes 0.3 s (one thread, measured on this project's 2-core
-machine), and the FFT here skips the columns no mode needs.
+for points (y_j, x_j) in [−π, π)².  ducc0 spreads the c_j onto an oversampled grid,
+transforms it and divides by the kernel's transform, choosing the kernel and the
+oversampling σ (here at most :func:`sigma_max` of the tolerance) by its own cost model.
 
-The kernel's transform is measured, not derived from finufft's kernel formula (which
-finufft chooses by tolerance and version): a few copies of one spread point at
-sub-cell offsets give the kernel's samples, and their average Fourier sum is its
-transform free of the grid's aliases (tests/test_backends.py checks the result against
-finufft's own type-1 transform and against direct sums).
+Why ducc0 rather than finufft's CPU library (the GPU backend keeps cufinufft): with
+finufft's wheels the float32 transform of a 2048² slice pair (4.0 M points) was wrong
+by 1.3e-4 of its norm whatever the tolerance asked (finufft rescales the coordinates in
+single precision), where ducc0 is within 7.6e-7 at a tolerance of 1e-5, and ducc0's
+wheels dispatch to the CPU's vector width (finufft's spread with 128-bit vectors):
+0.25–0.34 s a pair on one thread against 0.40–0.48 s (benchmarks/README.md).
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any
 
 import numpy as np
-import scipy.fft as sfft
 
-# Copies of the spread point used to measure the kernel, at offsets (i + ½)/_COPIES cells:
-# averaging them cancels the grid's aliases of the kernel's transform up to |m| < _COPIES.
-_COPIES = 8
-_GAP = 16  # cells between two copies: more than any kernel width finufft uses (≤ 16)
+_SIGMA_MIN = 1.19    # ducc0's default lower bound on σ
+_SIGMA_STEP = 0.05
+_SIGMA_TOP = 2.5     # ducc0's largest σ
 
 
-def fine_len(n: int, upsampfac: float) -> int:
-    """finufft's fine-grid side for n modes: the smallest even 2,3,5-smooth ≥ σ·n."""
-    target = max(2 * math.ceil(upsampfac * n / 2), 16)
-    while True:
-        m = target
-        for p in (2, 3, 5):
-            while m % p == 0:
-                m //= p
-        if m == 1:
-            return target
-        target += 2
+@functools.cache
+def best_eps() -> float:
+    """The smallest tolerance a single-precision 2-D transform reaches (σ ≤ 2.5)."""
+    import ducc0
+
+    return float(ducc0.nufft.bestEpsilon(ndim=2, singleprec=True, sigma_min=_SIGMA_MIN, sigma_max=_SIGMA_TOP))
 
 
-def _spreader(shape: tuple[int, int], eps: float, upsampfac: float, threads: int) -> Any:
-    import finufft
+@functools.cache
+def sigma_max(eps: float) -> float:
+    """The smallest upper bound on σ (steps of 0.05) under which a single-precision kernel
+    reaches ``eps``: bounding σ there keeps the grid, and so the memory model, within
+    ~7 % of what ducc0 then allocates, whichever kernel its cost model picks."""
+    import ducc0
 
-    return finufft.Plan(1, shape, n_trans=1, eps=eps, isign=1, dtype="complex64", nthreads=threads,
-                        upsampfac=upsampfac, spreadinterponly=1, showwarn=0)
+    steps = math.ceil((_SIGMA_TOP - 1.2) / _SIGMA_STEP)
+    for i in range(steps + 1):
+        top = min(_SIGMA_TOP, 1.2 + i * _SIGMA_STEP)
+        if ducc0.nufft.bestEpsilon(ndim=2, singleprec=True, sigma_min=_SIGMA_MIN, sigma_max=top) <= eps:
+            return top
+    raise ValueError(f"no single-precision NUFFT kernel reaches {eps:g} (best {best_eps():.2g})")
 
 
-def kernel_transform(n: int, nf: int, eps: float, upsampfac: float) -> np.ndarray:
-    """The spreading kernel's Fourier transform at modes k = −n/2 … n/2 − 1 of an nf-cell
-    axis, up to a constant factor (float64; the kernel is even, so it is real)."""
-    width = max(nf, 2 * _COPIES * _GAP)  # room for every copy on a small grid
-    plan = _spreader((16, width), eps, upsampfac, 1)
-    grid = np.empty((16, width), np.complex64)
-    h = 2 * np.pi / width
-    offset = (np.arange(_COPIES) + 0.5) / _COPIES
-    cells = (np.arange(_COPIES) - _COPIES // 2) * _GAP
-    plan.setpts(np.zeros(_COPIES, np.float32), ((cells + offset) * h).astype(np.float32))
-    plan.execute(np.ones(_COPIES, np.complex64), out=grid)
-    row = grid.real.sum(axis=0, dtype=np.float64)  # the x kernel times the y kernel's sum
-    k = np.arange(-(n // 2), n - n // 2)
-    total, found = np.zeros(k.size), 0.0
-    for cell, off in zip(cells.tolist(), offset.tolist(), strict=True):
-        at = np.arange(cell - _GAP // 2, cell + _GAP // 2)  # cells about this copy, x = 0 at width/2
-        z = at - (cell + off)                               # distance to the point, in cells
-        # the kernel is even about the point: the cosine sum is its transform at k / nf
-        total += row[at + width // 2] @ np.cos(2 * np.pi * np.outer(z, k) / nf)
-        found += float(row[at + width // 2].sum())
-    if not abs(found / row.sum() - 1) < 1e-3:  # the kernels are not where this grid convention puts them
-        import finufft
+def grid_side(n: int, eps: float) -> int:
+    """Upper bound on ducc0's oversampled grid side for n modes at tolerance ``eps``
+    (its sizing: twice an FFT-friendly length ≥ σ·n/2, at least 16)."""
+    import ducc0
 
-        raise RuntimeError(f"finufft {finufft.__version__}: its spreading grid is not laid out as teravox "
-                           "expects (x = 0 at the middle cell); teravox needs finufft >= 2.5")
-    return total / _COPIES
+    return max(16, 2 * int(ducc0.fft.good_size(int(n * sigma_max(eps) * 0.5) + 1)))
+
+
+def grid_bytes(n: int, eps: float) -> int:
+    """Bytes of the complex64 grid one execute allocates (bound, :func:`grid_side`)."""
+    return grid_side(n, eps) ** 2 * 8
 
 
 class Type1:
     """A planned 2-D type-1 NUFFT onto (ny, nx) modes (see the module docstring).
 
-    ``execute`` holds the fine grid (complex64, σ·ny × σ·nx) for its duration."""
+    The plan keeps the points' coordinates and their sort (12 bytes a point);
+    ``execute`` holds the oversampled grid (complex64, at most :func:`grid_side`²) for
+    its duration."""
 
-    def __init__(self, shape: tuple[int, int], y: np.ndarray, x: np.ndarray, eps: float, upsampfac: float,
-                 threads: int):
-        self.shape, self.threads = shape, threads
-        self.fine = (fine_len(shape[0], upsampfac), fine_len(shape[1], upsampfac))
-        self._plan = _spreader(self.fine, eps, upsampfac, threads)
-        self._plan.setpts(y, x)
-        # 1 / the kernel's transform per axis, times (−1)^k: grid cell 0 sits at −π, not 0
-        kts = [kernel_transform(n, nf, eps, upsampfac) for n, nf in zip(shape, self.fine, strict=True)]
-        self._scale = [(np.where(np.arange(n) % 2 == n // 2 % 2, 1.0, -1.0) / kt).astype(np.float32)
-                       for n, kt in zip(shape, kts, strict=True)]
-        # each measured transform carries the y kernel's sum, which is the transform at
-        # k = 0 (to the grid's aliases): the product divides by it once too often
-        self._scale[0] *= np.float32(kts[1][shape[1] // 2])
+    def __init__(self, shape: tuple[int, int], y: np.ndarray, x: np.ndarray, eps: float, threads: int):
+        import ducc0
+
+        self.shape, self.threads, self.eps = shape, threads, eps
+        coord = np.stack([np.asarray(y, np.float32), np.asarray(x, np.float32)], axis=1)
+        self._plan = ducc0.nufft.plan(nu2u=True, coord=coord, grid_shape=tuple(shape), epsilon=eps,
+                                      nthreads=threads, sigma_min=_SIGMA_MIN, sigma_max=sigma_max(eps))
 
     def grid_bytes(self) -> int:
-        return self.fine[0] * self.fine[1] * 8
+        return grid_side(self.shape[0], self.eps) * grid_side(self.shape[1], self.eps) * 8
 
     def execute(self, coef: np.ndarray, out: np.ndarray) -> np.ndarray:
         """``out`` (ny, nx) complex64 ← the transform of ``coef`` (points,) complex64."""
-        ny, nx = self.shape
-        fy, fx = self.fine
-        grid = np.empty(self.fine, np.complex64)
-        self._plan.execute(coef, out=grid)
-        kw = {"norm": "forward", "overwrite_x": True, "workers": self.threads}
-        sfft.ifft(grid, axis=1, **kw)
-        lo, hi = nx // 2, nx - nx // 2            # modes k < 0 and k ≥ 0 of x
-        for cols in (slice(fx - lo, fx), slice(0, hi)):
-            sfft.ifft(grid[:, cols], axis=0, **kw)
-        ylo, yhi = ny // 2, ny - ny // 2
-        sy, sx = self._scale
-        for (dst_r, src_r) in ((slice(0, ylo), slice(fy - ylo, fy)), (slice(ylo, ny), slice(0, yhi))):
-            for (dst_c, src_c) in ((slice(0, lo), slice(fx - lo, fx)), (slice(lo, nx), slice(0, hi))):
-                np.multiply(grid[src_r, src_c], sy[dst_r, None], out=out[dst_r, dst_c])
-        out *= sx
-        return out
+        return self._plan.nu2u(points=coef, forward=False, out=out)

@@ -89,7 +89,7 @@ def _gridrec_input(sinos: np.ndarray, theta: np.ndarray, n: int, workers: int) -
 
 
 def reconstruct(sinos: np.ndarray, theta: np.ndarray, center: float, *, n: int | None = None,
-                filter_name: str = "ramp", threads: int = 0, eps: float = 1e-6,
+                filter_name: str = "ramp", threads: int = 0, eps: float = 1e-5,
                 upsampfac: float = 1.25, algorithm: str = "fbp") -> np.ndarray:
     """TomoPy reconstruction with teravox's conventions (see the module docstring).
 

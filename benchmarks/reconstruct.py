@@ -3,9 +3,9 @@
 For each size N the sinograms are exact line integrals of ``default_phantom(N)`` at
 1.5·N angles (detector pixels integrated, supersample 2), axis at (N − 1)/2.  Printed
 per N: the first call on 2 slices (it builds the cached geometry and NUFFT plan), the
-per-slice wall and CPU time of a
-call on ``--slices`` slices (best of ``--repeat``, freed memory kept between calls as the
-reconstruct job keeps it, for every method), correlation and least-squares
+per-slice wall and CPU time of a call on ``--slices`` slices (best of ``--repeat``
+rounds in which the backend, its padded row and gridrec take turns, freed memory kept
+between calls as the reconstruct job keeps it), correlation and least-squares
 amplitude against the voxel-averaged ground truth inside 90 % of the radius, the peak
 resident memory added from before the first call through one untimed call on
 ``--slices`` slices (sampled every 2 ms: cached geometry and plan, workspace and the
@@ -32,7 +32,10 @@ import shlex
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import import_module
+from typing import Any
 
 import numpy as np
 import psutil
@@ -105,8 +108,21 @@ def metrics(rec: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
     return float(np.corrcoef(a, b)[0, 1]), float(a @ b / (b @ b))
 
 
-def time_backend(backend: str, n: int, slices: int, repeat: int, threads: int, pad: int = 0,
-                 **nufft: float) -> dict:
+@dataclass
+class Method:
+    """One method at one size: its timed call (returns the slices, or None when they come
+    from elsewhere), its first-call and memory figures, and how to score its slice 0."""
+
+    call: Callable[[], Any]
+    n: int
+    angles: int
+    slices: int
+    setup: float
+    rss: float
+    score: Callable[[Any], tuple[float, float]]
+
+
+def prepare_backend(backend: str, n: int, slices: int, threads: int, pad: int = 0, **nufft: float) -> Method:
     sinos, theta, center, gt = phantom_data(n, slices)
     # as the reconstruct stage pads by default: edge values, a quarter each side, asked of
     # the backend (the fourier backends pad row by row, without a padded copy)
@@ -115,47 +131,59 @@ def time_backend(backend: str, n: int, slices: int, repeat: int, threads: int, p
     clear = getattr(import_module(f"teravox.recon.backends.{backend.replace('-', '_')}"), "clear_cache", None)
     if clear:
         clear()  # the memory figure includes building the geometry
-    best_wall = best_cpu = math.inf
+
+    def call(k: int = slices) -> np.ndarray:
+        return reconstruct(sinos[:k], theta, center, backend=backend, threads=threads, n=n, **nufft, **extra)
+
     with PeakRSS() as mem:  # from before the first call: geometry, plan, workspace, result
         t0 = time.perf_counter()
-        reconstruct(sinos[:2], theta, center, backend=backend, threads=threads, n=n, **nufft, **extra)  # geometry + plan
+        call(2)  # geometry + plan
         setup = time.perf_counter() - t0
-        reconstruct(sinos, theta, center, backend=backend, threads=threads, n=n, **nufft, **extra)
-    with job_malloc():
-        for _ in range(repeat):
-            c0, t0 = time.process_time(), time.perf_counter()
-            rec = reconstruct(sinos, theta, center, backend=backend, threads=threads, n=n, **nufft, **extra)
-            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
-    corr, amp = metrics(rec[0], gt)
-    return {"n": n, "angles": theta.size, "slices": slices, "setup": setup,
-            "wall": best_wall / slices, "cpu": best_cpu / slices, "corr": corr, "amp": amp,
-            "rss": mem.added / slices, "rss_call": mem.added}
+        call()
+    return Method(call, n, theta.size, slices, setup, mem.added / slices, lambda rec: metrics(rec[0], gt))
 
 
-def time_gridrec(n: int, slices: int, repeat: int, threads: int) -> dict:
+def prepare_gridrec(n: int, slices: int, threads: int) -> Method:
     """TomoPy's gridrec as users call it (``tomopy.recon``, ramlak, ``ncore`` = threads) for the
     time; its accuracy through the ``tomopy`` adapter (teravox's orientation and grid)."""
     import tomopy
 
     sinos, theta, center, gt = phantom_data(n, slices)
+
     def call() -> None:
         tomopy.recon(sinos, theta.astype(np.float32), center=center, sinogram_order=True,
                      algorithm="gridrec", filter_name="ramlak", ncore=threads)
 
-    best_wall = best_cpu = math.inf
     with PeakRSS() as mem:
         call()
+
+    def score(_: Any) -> tuple[float, float]:
+        rec = reconstruct(sinos[:1], theta, center, backend="tomopy", algorithm="gridrec", threads=threads, n=n)
+        return metrics(rec[0], gt)
+
+    return Method(call, n, theta.size, slices, 0.0, mem.added / slices, score)
+
+
+def best_of(methods: dict[str, Method], repeat: int) -> dict[str, dict]:
+    """Best wall and CPU seconds per slice of each method over ``repeat`` rounds in which
+    the methods take turns (so that a drift in the machine's speed reaches them alike),
+    freed memory kept between calls as the reconstruct job keeps it; with the scores."""
+    best = {name: [math.inf, math.inf, None] for name in methods}
     with job_malloc():
         for _ in range(repeat):
-            c0, t0 = time.process_time(), time.perf_counter()
-            call()
-            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
-    rec = reconstruct(sinos[:1], theta, center, backend="tomopy", algorithm="gridrec", threads=threads, n=n)
-    corr, amp = metrics(rec[0], gt)
-    return {"n": n, "angles": theta.size, "slices": slices, "setup": 0.0, "wall": best_wall / slices,
-            "cpu": best_cpu / slices, "corr": corr, "amp": amp, "rss": mem.added / slices}
+            for name, m in methods.items():
+                c0, t0 = time.process_time(), time.perf_counter()
+                out = m.call()
+                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                b = best[name]
+                b[0], b[1], b[2] = min(b[0], wall), min(b[1], cpu), out
+    rows = {}
+    for name, m in methods.items():
+        wall, cpu, out = best[name]
+        corr, amp = m.score(out)
+        rows[name] = {"n": m.n, "angles": m.angles, "slices": m.slices, "setup": m.setup,
+                      "wall": wall / m.slices, "cpu": cpu / m.slices, "corr": corr, "amp": amp, "rss": m.rss}
+    return rows
 
 
 def time_iradon(n: int) -> dict:
@@ -202,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", default="fourier", choices=["fourier", "fourier-gpu", "tomopy", "tomocupy"])
     p.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048, 4096])
     p.add_argument("--slices", type=int, default=8, help="slices per timed call (default 8; 4 above N=2048)")
-    p.add_argument("--repeat", type=int, default=3, help="timed calls per size, best kept (default 3)")
+    p.add_argument("--repeat", type=int, default=3, help="rounds per size, the methods taking turns in each; best kept (default 3)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--iradon-max", type=int, default=1024, help="largest N for skimage's iradon (default 1024)")
     p.add_argument("--padded", type=int, nargs="*", default=[2048],
@@ -226,7 +254,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for n in sorted(args.sizes):
         slices = args.slices if n <= 2048 else min(args.slices, 4)
-        r = time_backend(backend, n, slices, args.repeat, args.threads, **nufft)
+        methods = {"backend": prepare_backend(backend, n, slices, args.threads, **nufft)}
+        if n in args.padded:
+            methods["padded"] = prepare_backend(backend, n, slices, args.threads, pad=n // 4, **nufft)
+        if gridrec:
+            methods["gridrec"] = prepare_gridrec(n, slices, args.threads)
+        timed = best_of(methods, args.repeat)
+        r = timed["backend"]
         rows.append(r)
         t0, n0 = rows[0]["wall"], rows[0]["n"]
         model = (n * n * math.log(n)) / (n0 * n0 * math.log(n0))
@@ -234,12 +268,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['cpu']:>8.3f}{r['corr']:>8.4f}{r['amp']:>7.3f}{r['rss'] / 2**20:>10.0f}"
               f"{r['wall'] / t0:>7.1f}{model:>8.1f}", flush=True)
         if n in args.padded:
-            r_padded = time_backend(backend, n, slices, args.repeat, args.threads, pad=n // 4, **nufft)
-            pr = r_padded
+            pr = timed["padded"]
             print(f"{'  padded 1.5×':<14}{n:>6}{pr['angles']:>7}{slices:>7}{pr['setup']:>9.2f}{pr['wall']:>9.3f}"
                   f"{pr['cpu']:>8.3f}{pr['corr']:>8.4f}{pr['amp']:>7.3f}{pr['rss'] / 2**20:>10.0f}", flush=True)
         if gridrec:
-            g = time_gridrec(n, slices, args.repeat, args.threads)
+            g = timed["gridrec"]
             print(f"{'TomoPy gridrec':<14}{n:>6}{g['angles']:>7}{slices:>7}{'':>9}{g['wall']:>9.3f}"
                   f"{g['cpu']:>8.3f}{g['corr']:>8.4f}{g['amp']:>7.3f}{g['rss'] / 2**20:>10.0f}"
                   f"{'':>7}{'':>8}  fourier/gridrec {r['wall'] / g['wall']:.2f}", flush=True)

@@ -217,7 +217,7 @@ def _single(cp: Any, cufft: Any, cufinufft: Any, geo: _DeviceGeometry, sino: np.
         with geo.compute:
             dev = cp.asarray(np.ascontiguousarray(sino, dtype=np.float32))
             zbuf = cp.empty((m, lay.pad_len), cp.complex64)
-            circle = cp.empty((2 * m, max(0, lay.k_split - 1)), cp.complex64)
+            circle = cp.empty((max(0, lay.k_split - 1), 2 * m), cp.complex64)
             dc = cp.empty(m if lay.k_split else 0, cp.complex64)
             coef = cp.empty((1, lay.n_points), cp.complex64)
             image = cp.empty((1, lay.n, lay.n), cp.complex64)
@@ -252,7 +252,7 @@ def _pairs(cp: Any, cupyx: Any, cufft: Any, cufinufft: Any, geo: _DeviceGeometry
             dev_in = [cp.empty((2 * batch, m, cols), cp.float32) for _ in range(2)]
             dev_out = [cp.empty((2 * batch, n, n), cp.float32) for _ in range(2)]
             zbuf = cp.empty((m, lay.pad_len), cp.complex64)
-            circle = cp.empty((2 * m, max(0, lay.k_split - 1)), cp.complex64)
+            circle = cp.empty((max(0, lay.k_split - 1), 2 * m), cp.complex64)
             dc = cp.empty(m if lay.k_split else 0, cp.complex64)
             coef = cp.empty((batch, lay.n_points), cp.complex64)
             image = cp.empty((batch, n, n), cp.complex64)

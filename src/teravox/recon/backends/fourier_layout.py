@@ -156,14 +156,15 @@ class Layout:
     Frequencies k are integers, ω_k = 2πk / period rad/pixel, |k| ≤ k_max.  The
     coefficient vector of one slice pair holds, in this order: the ``left`` block
     (angles × k in [−k_max, −k_lo]; absent for a single real slice), the ``right`` block
-    (angles × k in [k_split, k_max]), then each resampled band (nodes × |k| in [k0, k1);
+    (angles × k in [k_split, k_max]), then each resampled band (|k| in [k0, k1) × nodes;
     half the nodes for a single slice), then the DC point.  ``k_lo = max(k_split, 1)``;
     with ``k_split = 0`` nothing is resampled and k = 0 sits in ``right``.
 
-    The resampled frequencies 0 < |k| < k_split are first gathered on circles: row j of
-    the (2·angles, k_split − 1) circle array is the direction θ₀ + jπ/angles, so angle a
-    puts +k in row ``top[a]`` and −k in row ``bottom[a]`` (swapped for θ in an odd
-    half-turn, whose +k points the other way).
+    The resampled frequencies 0 < |k| < k_split are first gathered on circles: column j
+    of the (k_split − 1, 2·angles) circle array is the direction θ₀ + jπ/angles, so angle
+    a puts +k in column ``top[a]`` and −k in column ``bottom[a]`` (swapped for θ in an
+    odd half-turn, whose +k points the other way); each circle is a contiguous row, the
+    FFTs' fast axis.
 
     ``half``: one real slice.  Its coefficients at −k are the conjugates of those at +k
     (and a circle's node j + K/2 the conjugate of node j), so only k ≥ 0 and the first
@@ -188,8 +189,8 @@ class Layout:
     filt: np.ndarray        # float32 (L,): filter on the FFT bins of the padded row (empty when folded)
     weights: np.ndarray     # float64 (angles,): quadrature weights, radians
     frac: np.ndarray        # float64 (angles,): f_a of the module docstring, pixels
-    top: np.ndarray         # int64 (angles,): circle row of +k
-    bottom: np.ndarray      # int64 (angles,): circle row of −k
+    top: np.ndarray         # int64 (angles,): circle column of +k
+    bottom: np.ndarray      # int64 (angles,): circle column of −k
     sorted_rows: bool       # top = arange, bottom = arange + angles (slices suffice)
     radius: float           # pixels beyond this distance from the axis are 0
     pad_width: int = 0      # columns of virtual padding each side (the data has columns − 2·pad_width)
@@ -500,7 +501,7 @@ def _points(lay: Layout, theta: np.ndarray, theta0: float) -> tuple[np.ndarray, 
         kept = nodes // 2 if lay.half else nodes
         phi = theta0 + 2 * np.pi * np.arange(kept) / nodes
         omega = scale * np.arange(k0, k1)
-        put(np.cos(phi)[:, None] * omega[None, :], np.sin(phi)[:, None] * omega[None, :])
+        put(omega[:, None] * np.cos(phi)[None, :], omega[:, None] * np.sin(phi)[None, :])
     if lay.k_split:
         put(np.zeros(1), np.zeros(1))
     return x, y

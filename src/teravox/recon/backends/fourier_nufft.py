@@ -7,9 +7,10 @@ transforms it and divides by the kernel's transform, choosing the kernel and the
 oversampling σ (here at most :func:`sigma_max` of the tolerance) by its own cost model.
 
 Why ducc0 rather than finufft's CPU library (the GPU backend keeps cufinufft): with
-finufft's wheels the float32 transform of a 2048² slice pair (4.0 M points) was wrong
-by 1.3e-4 of its norm whatever the tolerance asked (finufft rescales the coordinates in
-single precision), where ducc0 is within 7.6e-7 at a tolerance of 1e-5, and ducc0's
+finufft's wheels the float32 transform of a 2048² phantom slice pair (4.0 M points) was
+off by 8.8e-5 of the range (5.6e-5 of its norm) whatever the tolerance asked (finufft
+rescales the coordinates in single precision), where ducc0 is within 1.8e-6 (6.6e-7)
+at a tolerance of 1e-5, and ducc0's
 wheels dispatch to the CPU's vector width (finufft's spread with 128-bit vectors):
 0.25–0.34 s a pair on one thread against 0.40–0.48 s (benchmarks/README.md).
 """

@@ -23,10 +23,9 @@ import warnings
 from typing import Any
 
 import numpy as np
-import scipy.fft as sfft
 
 from teravox.recon.backends import base, fourier
-from teravox.recon.backends.fourier_layout import reach_mask
+from teravox.recon.backends.fourier_layout import even_fast_len, reach_mask
 
 # Share of the free device memory that one call's batch buffers may take.
 _DEVICE_FRACTION = 0.4
@@ -110,9 +109,7 @@ def clear_cache() -> None:
 def _fine_grid_bytes(n: int, upsampfac: float) -> int:
     """cufinufft's complex64 fine grid for n × n modes: sides the smallest even 2,3,5-smooth
     length ≥ σ·n (finufft's sizing)."""
-    side = max(2 * math.ceil(upsampfac * n / 2), 16)
-    while sfft.next_fast_len(side, real=True) != side or side % 2:
-        side += 2
+    side = even_fast_len(max(2 * math.ceil(upsampfac * n / 2), 16))
     return side * side * 8
 
 

@@ -10,9 +10,9 @@ Why ducc0 rather than finufft's CPU library (the GPU backend keeps cufinufft): w
 finufft's wheels the float32 transform of a 2048² phantom slice pair (4.0 M points) was
 off by 8.8e-5 of the range (5.6e-5 of its norm) whatever the tolerance asked (finufft
 rescales the coordinates in single precision), where ducc0 is within 1.8e-6 (6.6e-7)
-at a tolerance of 1e-5, and ducc0's
-wheels dispatch to the CPU's vector width (finufft's spread with 128-bit vectors):
-0.25–0.34 s a pair on one thread against 0.40–0.48 s (benchmarks/README.md).
+at a tolerance of 1e-5; and ducc0's wheels dispatch to the CPU's vector width
+(finufft's spread with 128-bit vectors): 0.25–0.34 s a pair on one thread against
+0.40–0.48 s (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -73,13 +73,9 @@ class Type1:
     def __init__(self, shape: tuple[int, int], y: np.ndarray, x: np.ndarray, eps: float, threads: int):
         import ducc0
 
-        self.shape, self.threads, self.eps = shape, threads, eps
         coord = np.stack([np.asarray(y, np.float32), np.asarray(x, np.float32)], axis=1)
         self._plan = ducc0.nufft.plan(nu2u=True, coord=coord, grid_shape=tuple(shape), epsilon=eps,
                                       nthreads=threads, sigma_min=_SIGMA_MIN, sigma_max=sigma_max(eps))
-
-    def grid_bytes(self) -> int:
-        return grid_side(self.shape[0], self.eps) * grid_side(self.shape[1], self.eps) * 8
 
     def execute(self, coef: np.ndarray, out: np.ndarray) -> np.ndarray:
         """``out`` (ny, nx) complex64 ← the transform of ``coef`` (points,) complex64."""
